@@ -1,0 +1,529 @@
+"""Every change of a job's status, as a small closed set of verbs.
+
+The gateway enqueues, requeues and cancels; workers claim, succeed, fail,
+stop, release and reap. Nothing else writes ``Job.status``. Each verb is one
+short transaction, and each logs one line for the state change it makes.
+
+A worker's write is guarded by the claim it holds (status, worker id and
+attempt number): a worker that lost its lease cannot overwrite the outcome of
+the worker that took the job over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import peewee as pw
+
+import models
+from errors import Conflict, NotFound
+from models import Function, Invocation, InvocationStatus, Job, JobStatus, utcnow
+from runtime.backoff import retry_delay_s
+
+logger = logging.getLogger(__name__)
+
+PENDING = JobStatus.PENDING.value
+RUNNING = JobStatus.RUNNING.value
+
+# Two workers claiming at once on PostgreSQL take turns on this lock, so
+# that concurrency limits are counted against committed claims only.
+CLAIM_LOCK_ID = 0x45_52_52_41_4E_44  # "ERRAND"
+
+# A claim reads this many candidates per free slot, so that jobs of a full
+# concurrency key in the first rows do not leave the other slots idle.
+CANDIDATES_PER_SLOT = 4
+
+
+@dataclass
+class Claim:
+    """A job a worker holds, and the invocation recording this attempt."""
+
+    job: Job
+    invocation_id: str
+    worker_id: str
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempts
+
+    def guard(self) -> pw.Expression:
+        """True only while the job is still held by this claim."""
+        return (
+            (Job.id == self.job.id)
+            & (Job.status == RUNNING)
+            & (Job.worker_id == self.worker_id)
+            & (Job.attempts == self.job.attempts)
+        )
+
+
+def get(job_id: str) -> Job:
+    """The job ``job_id``, or the envelope's 404."""
+    job = Job.get_or_none(Job.id == job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+def enqueue(
+    function_id: str,
+    *,
+    event: Any = None,
+    max_attempts: int = 1,
+    priority: int = 0,
+    idempotency_key: str | None = None,
+    concurrency_key: str | None = None,
+    concurrency_limit: int | None = None,
+    run_at: datetime | None = None,
+) -> tuple[Job, bool]:
+    """Store a new ``PENDING`` job; returns it and whether it is new.
+
+    With an ``idempotency_key`` already used for this function, no job is
+    made and the original is returned. The unique index decides, so two racing
+    requests still make exactly one job.
+    """
+    if not Function.select().where(Function.id == function_id).exists():
+        raise NotFound(f"no function {function_id!r}")
+
+    now = utcnow()
+    if concurrency_key is not None and concurrency_limit is None:
+        concurrency_limit = 1
+    try:
+        with models.db.atomic():
+            job = Job.create(
+                function_id=function_id,
+                event=json.dumps({} if event is None else event),
+                max_attempts=max_attempts,
+                priority=priority,
+                idempotency_key=idempotency_key,
+                concurrency_key=concurrency_key,
+                concurrency_limit=concurrency_limit,
+                created_at=now,
+                run_at=max(run_at or now, now),
+            )
+    except pw.IntegrityError:
+        original = Job.get_or_none(
+            (Job.function_id == function_id) & (Job.idempotency_key == idempotency_key)
+        )
+        if idempotency_key is None or original is None:
+            raise
+        logger.info(
+            "job %s deduplicated (function %s)",
+            original.id,
+            function_id,
+            extra={"action": "deduplicated", "job_id": original.id},
+        )
+        return original, False
+
+    _log("enqueued", job, "run at %s", job.run_at.isoformat())
+    return job, True
+
+
+def claim(worker_id: str, slots: int, visibility_timeout_s: float) -> list[Claim]:
+    """Take up to ``slots`` ready jobs for ``worker_id``, best first.
+
+    Ready means ``PENDING`` with ``run_at`` reached; best means highest
+    priority, then oldest ``run_at``, then oldest job, the order of the
+    ``job_claim_order`` index. A job whose concurrency key already has its
+    limit of running jobs is passed over, not waited for.
+    """
+    if slots <= 0:
+        return []
+
+    now = utcnow()
+    with models.write_transaction():
+        if isinstance(models.db.obj, pw.PostgresqlDatabase):
+            models.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK_ID,))
+        chosen = _pick_ready(now, slots)
+        if not chosen:
+            return []
+
+        lease = now + timedelta(seconds=visibility_timeout_s)
+        taken = list(
+            Job.update(
+                status=RUNNING,
+                worker_id=worker_id,
+                attempts=Job.attempts + 1,
+                started_at=now,
+                lease_expires_at=lease,
+                cancel_requested=False,
+            )
+            .where(Job.id.in_(chosen) & (Job.status == PENDING))
+            .returning(Job)
+            .execute()
+        )
+        claims = [Claim(job, models.new_id(), worker_id) for job in taken]
+        Invocation.insert_many(
+            [
+                {
+                    "id": c.invocation_id,
+                    "function_id": c.job.function_id,
+                    "trigger": "job",
+                    "job": c.job.id,
+                    "attempt": c.attempt,
+                    "status": InvocationStatus.RUNNING.value,
+                    "worker_id": worker_id,
+                    "started_at": now,
+                }
+                for c in claims
+            ]
+        ).execute()
+
+    claims.sort(key=lambda c: (-c.job.priority, c.job.run_at, c.job.id))
+    for c in claims:
+        _log("claimed", c.job, "by %s", worker_id)
+    return claims
+
+
+def _pick_ready(now: datetime, slots: int) -> list[str]:
+    """Ids of the best ready jobs that fit in ``slots`` and their key limits."""
+    running = Job.alias("running")
+    running_with_key = running.select(pw.fn.COUNT(running.id)).where(
+        (running.concurrency_key == Job.concurrency_key) & (running.status == RUNNING)
+    )
+    candidates = (
+        Job.select(Job.id, Job.concurrency_key, Job.concurrency_limit)
+        .where(
+            (Job.status == PENDING)
+            & (Job.run_at <= now)
+            & (
+                Job.concurrency_key.is_null()
+                | (running_with_key < Job.concurrency_limit)
+            )
+        )
+        .order_by(Job.priority.desc(), Job.run_at, Job.id)
+        .limit(slots * CANDIDATES_PER_SLOT)
+    )
+
+    chosen, in_use = [], _running_per_key(candidates)
+    for job in candidates:
+        key = job.concurrency_key
+        if key is not None:
+            if in_use.get(key, 0) >= job.concurrency_limit:
+                continue
+            in_use[key] = in_use.get(key, 0) + 1
+        chosen.append(job.id)
+        if len(chosen) == slots:
+            break
+    return chosen
+
+
+def _running_per_key(candidates: pw.Select) -> dict[str, int]:
+    keys = {job.concurrency_key for job in candidates if job.concurrency_key}
+    if not keys:
+        return {}
+    rows = (
+        Job.select(Job.concurrency_key, pw.fn.COUNT(Job.id))
+        .where(Job.concurrency_key.in_(list(keys)) & (Job.status == RUNNING))
+        .group_by(Job.concurrency_key)
+        .tuples()
+    )
+    return dict(rows)
+
+
+def succeed(claim: Claim, outcome, version: int | None) -> bool:
+    """The attempt returned: the job is ``SUCCEEDED`` with its result."""
+    now = utcnow()
+    with models.write_transaction():
+        held = (
+            Job.update(
+                status=JobStatus.SUCCEEDED.value,
+                result=json.dumps(outcome.result),
+                finished_at=now,
+                lease_expires_at=None,
+            )
+            .where(claim.guard())
+            .execute()
+        )
+        if held:
+            _record(claim, outcome, version)
+    return _settled(claim, held, "succeeded", outcome)
+
+
+def fail(
+    claim: Claim,
+    outcome,
+    version: int | None,
+    *,
+    backoff_base_s: float,
+    backoff_cap_s: float,
+) -> bool:
+    """The attempt failed: retry after a backoff, or bury the job if it was
+    its last attempt."""
+    job, now = claim.job, utcnow()
+    if job.attempts < job.max_attempts:
+        delay = retry_delay_s(job.attempts, backoff_base_s, backoff_cap_s)
+        changes = {"status": PENDING, "run_at": now + timedelta(seconds=delay)}
+        verb = "retrying"
+    else:
+        changes = {"status": JobStatus.DEAD.value, "finished_at": now}
+        verb = "dead"
+    changes.update(last_error=outcome.error, lease_expires_at=None)
+
+    with models.write_transaction():
+        held = Job.update(**changes).where(claim.guard()).execute()
+        if held:
+            _record(claim, outcome, version)
+    if held and verb == "retrying":
+        _log(
+            "failed",
+            job,
+            "%s; retrying at %s",
+            outcome.error,
+            changes["run_at"].isoformat(),
+            duration_ms=outcome.duration_ms,
+            level=logging.WARNING,
+        )
+        return True
+    return _settled(claim, held, verb, outcome)
+
+
+def stop(claim: Claim, outcome, version: int | None) -> bool:
+    """A running job whose cancellation was asked for is now ``CANCELLED``."""
+    with models.write_transaction():
+        held = (
+            Job.update(
+                status=JobStatus.CANCELLED.value,
+                finished_at=utcnow(),
+                lease_expires_at=None,
+                last_error="cancelled while running",
+            )
+            .where(claim.guard())
+            .execute()
+        )
+        if held:
+            _record(claim, outcome, version)
+    return _settled(claim, held, "cancelled", outcome)
+
+
+def release(claim: Claim, reason: str) -> bool:
+    """Give a held job back as ``PENDING`` without spending its attempt.
+
+    For a worker shutting down: the attempt it had to kill is recorded
+    ``LOST``, and the job runs again as soon as another worker is free.
+    """
+    now = utcnow()
+    with models.write_transaction():
+        held = (
+            Job.update(
+                status=PENDING,
+                attempts=Job.attempts - 1,
+                run_at=now,
+                worker_id=None,
+                lease_expires_at=None,
+            )
+            .where(claim.guard())
+            .execute()
+        )
+        if held:
+            _mark_lost(claim.job.id, claim.attempt, reason, now)
+    if held:
+        _log("released", claim.job, "%s", reason, level=logging.WARNING)
+    return bool(held)
+
+
+def reap(max_lost: int, batch: int = 100) -> int:
+    """Return jobs whose lease expired to ``PENDING``: their worker is gone.
+
+    A lost delivery does not spend an attempt, but a job lost more than
+    ``max_lost`` times is buried, so that a job that kills its worker cannot
+    loop forever. Returns how many jobs were reaped.
+    """
+    now = utcnow()
+    with models.write_transaction():
+        expired = list(
+            Job.select()
+            .where((Job.status == RUNNING) & (Job.lease_expires_at < now))
+            .limit(batch)
+        )
+        for job in expired:
+            lost = job.lost_count + 1
+            error = f"lease expired: worker {job.worker_id} stopped answering"
+            if lost > max_lost:
+                changes = {
+                    "status": JobStatus.DEAD.value,
+                    "finished_at": now,
+                    "last_error": f"lost {lost} times, more than the {max_lost} "
+                    f"allowed; the last time: {error}",
+                }
+            else:
+                changes = {
+                    "status": PENDING,
+                    "attempts": Job.attempts - 1,
+                    "run_at": now,
+                    "last_error": error,
+                }
+            changes.update(lost_count=lost, worker_id=None, lease_expires_at=None)
+            Job.update(**changes).where(
+                (Job.id == job.id) & (Job.status == RUNNING)
+            ).execute()
+            _mark_lost(job.id, job.attempts, error, now)
+
+    for job in expired:
+        dead = job.lost_count + 1 > max_lost
+        _log(
+            "dead" if dead else "lost",
+            job,
+            "lease expired (worker %s), lost %d time(s)%s",
+            job.worker_id,
+            job.lost_count + 1,
+            "" if dead else "; returned to the queue",
+            level=logging.WARNING,
+        )
+    return len(expired)
+
+
+def requeue(job_id: str) -> Job:
+    """A ``DEAD`` or ``CANCELLED`` job runs again, with a fresh attempt budget.
+
+    Its earlier invocations stay in its history.
+    """
+    with models.write_transaction():
+        job = get(job_id)
+        if job.status not in (JobStatus.DEAD.value, JobStatus.CANCELLED.value):
+            raise Conflict(
+                f"job {job_id!r} is {job.status}; only DEAD or CANCELLED jobs "
+                "can be requeued"
+            )
+        Job.update(
+            status=PENDING,
+            attempts=0,
+            lost_count=0,
+            run_at=utcnow(),
+            started_at=None,
+            finished_at=None,
+            result=None,
+            worker_id=None,
+            lease_expires_at=None,
+            cancel_requested=False,
+        ).where((Job.id == job_id) & (Job.status == job.status)).execute()
+        job = get(job_id)
+    _log("requeued", job, "with a fresh budget of %d", job.max_attempts)
+    return job
+
+
+def cancel(job_id: str) -> Job:
+    """Cancel a job: a ``PENDING`` one never runs; a ``RUNNING`` one is marked,
+    and its worker stops the attempt and calls :func:`stop`."""
+    with models.write_transaction():
+        job = get(job_id)
+        if job.status == PENDING:
+            Job.update(status=JobStatus.CANCELLED.value, finished_at=utcnow()).where(
+                (Job.id == job_id) & (Job.status == PENDING)
+            ).execute()
+            verb = "cancelled"
+        elif job.status == RUNNING:
+            Job.update(cancel_requested=True).where(
+                (Job.id == job_id) & (Job.status == RUNNING)
+            ).execute()
+            verb = "cancel requested"
+        else:
+            raise Conflict(f"job {job_id!r} is {job.status} and cannot be cancelled")
+        job = get(job_id)
+    _log(verb, job, "by request")
+    return job
+
+
+def cancel_requested(job_ids: list[str]) -> set[str]:
+    """Which of these running jobs have been asked to cancel."""
+    if not job_ids:
+        return set()
+    rows = Job.select(Job.id).where(
+        Job.id.in_(job_ids) & (Job.status == RUNNING) & Job.cancel_requested
+    )
+    return {job.id for job in rows}
+
+
+def purge(retention_days: float, batch: int = 500) -> int:
+    """Delete finished jobs and their invocations older than the retention.
+
+    Works in batches of ``batch`` rows so no transaction grows large; an
+    idempotency key is honoured for exactly as long as its job is kept.
+    """
+    cutoff = utcnow() - timedelta(days=retention_days)
+    finished = [s.value for s in models.TERMINAL]
+    deleted = 0
+    while True:
+        with models.write_transaction():
+            ids = [
+                job.id
+                for job in Job.select(Job.id)
+                .where(Job.status.in_(finished) & (Job.finished_at < cutoff))
+                .limit(batch)
+            ]
+            if not ids:
+                break
+            Invocation.delete().where(Invocation.job.in_(ids)).execute()
+            deleted += Job.delete().where(Job.id.in_(ids)).execute()
+    if deleted:
+        logger.info("purged %d finished job(s) older than %s", deleted, cutoff)
+    return deleted
+
+
+def _record(claim: Claim, outcome, version: int | None) -> None:
+    """Write how the attempt ended into its invocation."""
+    Invocation.update(
+        status=outcome.status.value,
+        version=version,
+        finished_at=outcome.finished_at,
+        duration_ms=outcome.duration_ms,
+        error=outcome.error,
+        traceback=outcome.traceback,
+        logs=outcome.logs,
+        exit_code=outcome.exit_code,
+        peak_memory_kb=outcome.peak_memory_kb,
+    ).where(Invocation.id == claim.invocation_id).execute()
+
+
+def _mark_lost(job_id: str, attempt: int, error: str, now: datetime) -> None:
+    Invocation.update(
+        status=InvocationStatus.LOST.value, finished_at=now, error=error
+    ).where(
+        (Invocation.job == job_id)
+        & (Invocation.attempt == attempt)
+        & (Invocation.status == InvocationStatus.RUNNING.value)
+    ).execute()
+
+
+def _settled(claim: Claim, held: int, verb: str, outcome) -> bool:
+    if not held:
+        logger.warning(
+            "job %s attempt %d finished (%s) after its claim was lost; "
+            "the outcome is discarded",
+            claim.job.id,
+            claim.attempt,
+            verb,
+            extra={"action": "claim_lost", "job_id": claim.job.id},
+        )
+        return False
+    level = logging.INFO if verb == "succeeded" else logging.WARNING
+    detail = "" if verb == "succeeded" else outcome.error or ""
+    _log(verb, claim.job, "%s", detail, duration_ms=outcome.duration_ms, level=level)
+    return True
+
+
+def _log(
+    verb: str,
+    job: Job,
+    detail: str = "",
+    *args: Any,
+    duration_ms: float | None = None,
+    level: int = logging.INFO,
+) -> None:
+    """One line per state change: job id, function, attempt and duration."""
+    duration = "" if duration_ms is None else " in %.0f ms" % duration_ms
+    logger.log(
+        level,
+        "job %s %s (function %s, attempt %d/%d%s)" + (": " + detail if detail else ""),
+        job.id,
+        verb,
+        job.function_id,
+        job.attempts,
+        job.max_attempts,
+        duration,
+        *args,
+        extra={"action": verb.replace(" ", "_"), "job_id": job.id},
+    )
