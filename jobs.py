@@ -514,7 +514,7 @@ def _log(
     level: int = logging.INFO,
 ) -> None:
     """One line per state change: job id, function, attempt and duration."""
-    duration = "" if duration_ms is None else " in %.0f ms" % duration_ms
+    duration = "" if duration_ms is None else f" in {duration_ms:.0f} ms"
     logger.log(
         level,
         "job %s %s (function %s, attempt %d/%d%s)" + (": " + detail if detail else ""),

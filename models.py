@@ -34,7 +34,7 @@ def new_id() -> str:
     return str(uuid7())
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """Where a job is in its life. The last three are terminal."""
 
     PENDING = "PENDING"
@@ -51,7 +51,7 @@ class JobStatus(str, enum.Enum):
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED})
 
 
-class InvocationStatus(str, enum.Enum):
+class InvocationStatus(enum.StrEnum):
     """How one attempt, or one synchronous call, ended."""
 
     RUNNING = "RUNNING"

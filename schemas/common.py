@@ -50,7 +50,9 @@ def load(schema: Schema, data: Any, what: str = "request body") -> dict:
     try:
         return schema.load(data)
     except ValidationError as exc:
-        raise ValidationFailed(f"the {what} is not valid", _flatten(exc.messages))
+        raise ValidationFailed(
+            f"the {what} is not valid", _flatten(exc.messages)
+        ) from None
 
 
 def _flatten(messages: Any) -> dict[str, str]:
