@@ -134,6 +134,11 @@ def claim(worker_id: str, slots: int, visibility_timeout_s: float) -> list[Claim
         return []
 
     now = utcnow()
+    # A read first: an idle worker then polls without taking the write lock.
+    ready = Job.select(Job.id).where((Job.status == PENDING) & (Job.run_at <= now))
+    if not ready.exists():
+        return []
+
     with models.write_transaction():
         if isinstance(models.db.obj, pw.PostgresqlDatabase):
             models.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK_ID,))

@@ -1,0 +1,246 @@
+"""The worker: claims ready jobs and runs each attempt through the executor.
+
+One main thread claims, reaps expired leases, watches for cancellations and
+does housekeeping; a pool of threads, one per slot, each waits on one
+attempt's subprocess and then settles the job through ``jobs``. Several
+workers, on one host or many, share the queue through the database alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import jobs
+from errors import ErrandError
+from models import InvocationStatus, utcnow
+from runtime import invoke
+from runtime.executor import AttemptOutcome, run_attempt
+from settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# How often the main loop asks whether running jobs were cancelled.
+CANCEL_CHECK_S = 0.5
+# How often finished jobs past the retention are purged.
+PURGE_EVERY_S = 300.0
+
+
+@dataclass
+class Running:
+    """An attempt in progress, and the switches that stop it."""
+
+    claim: jobs.Claim
+    cancel: threading.Event = field(default_factory=threading.Event)
+    shutting_down: bool = False
+
+
+class Worker:
+    """Runs queued jobs until told to stop."""
+
+    def __init__(
+        self,
+        config: Settings,
+        *,
+        concurrency: int,
+        grace_s: float = 30.0,
+        worker_id: str | None = None,
+    ):
+        self.config = config
+        self.concurrency = concurrency
+        self.grace_s = grace_s
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+
+        self.running: dict[str, Running] = {}
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="attempt")
+
+        # Reap often enough that a lost job waits little past its lease.
+        self.reap_every_s = min(5.0, config.visibility_timeout_s / 4)
+
+    def run(self) -> None:
+        """Claim and run jobs until SIGTERM or SIGINT, then shut down cleanly."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        logger.info(
+            "worker %s started: database %s, concurrency %d, visibility timeout %.0f s",
+            self.id,
+            _redact(self.config.database_url),
+            self.concurrency,
+            self.config.visibility_timeout_s,
+        )
+
+        try:
+            self._loop()
+        finally:
+            self._shut_down()
+        logger.info("worker %s stopped", self.id)
+
+    def stop(self) -> None:
+        """Stop claiming; :meth:`run` then drains and returns."""
+        self.stopping.set()
+        self.wake.set()
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self.stopping.is_set():
+            logger.warning("second %s: not waiting any longer", _signame(signum))
+            self.grace_s = 0
+        else:
+            logger.info(
+                "%s: no new claims; running attempts get %.0f s to finish",
+                _signame(signum),
+                self.grace_s,
+            )
+        self.stop()
+
+    def _loop(self) -> None:
+        next_reap = next_purge = next_cancel_check = 0.0
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            if now >= next_reap:
+                jobs.reap(self.config.max_lost)
+                next_reap = now + self.reap_every_s
+            if now >= next_purge:
+                jobs.purge(self.config.retention_days)
+                next_purge = now + PURGE_EVERY_S
+            if now >= next_cancel_check:
+                self._forward_cancellations()
+                next_cancel_check = now + CANCEL_CHECK_S
+
+            free = self.concurrency - len(self.running)
+            claimed = self._claim(free) if free > 0 else 0
+            if claimed and claimed == free:
+                continue  # there may be more ready work: ask again at once
+
+            # Sleep until the next poll, or until an attempt frees its slot.
+            timeout = self.config.poll_interval_s
+            if self.running:
+                timeout = min(timeout, CANCEL_CHECK_S)
+            self.wake.wait(timeout)
+            self.wake.clear()
+
+    def _claim(self, free: int) -> int:
+        claims = jobs.claim(self.id, free, self.config.visibility_timeout_s)
+        for claim in claims:
+            running = Running(claim)
+            with self.lock:
+                self.running[claim.job.id] = running
+            self.pool.submit(self._attempt, running)
+        return len(claims)
+
+    def _forward_cancellations(self) -> None:
+        with self.lock:
+            ids = list(self.running)
+        for job_id in jobs.cancel_requested(ids):
+            with self.lock:
+                running = self.running.get(job_id)
+            if running is not None and not running.cancel.is_set():
+                logger.info("job %s: cancel requested; stopping its attempt", job_id)
+                running.cancel.set()
+
+    def _attempt(self, running: Running) -> None:
+        """Run one attempt in a pool thread and settle its job."""
+        claim = running.claim
+        try:
+            outcome, version = self._execute(running)
+            self._settle(running, outcome, version)
+        except Exception:
+            # The lease still covers the job: if settling failed, it is
+            # reaped and delivered again rather than lost.
+            logger.exception(
+                "job %s attempt %d: the worker failed to run or settle it",
+                claim.job.id,
+                claim.attempt,
+            )
+        finally:
+            with self.lock:
+                self.running.pop(claim.job.id, None)
+            self.wake.set()
+
+    def _execute(self, running: Running) -> tuple[AttemptOutcome, int | None]:
+        claim = running.claim
+        try:
+            spec, version = invoke.prepare(
+                claim.job.function_id,
+                json.loads(claim.job.event),
+                job_id=claim.job.id,
+                attempt=claim.attempt,
+                settings=self.config,
+            )
+        except ErrandError as exc:
+            now = utcnow()
+            outcome = AttemptOutcome(
+                status=InvocationStatus.FAILED,
+                error=exc.message,
+                error_type=type(exc).__name__,
+                started_at=now,
+                finished_at=now,
+                duration_ms=0.0,
+            )
+            return outcome, None
+        return run_attempt(spec, running.cancel), version
+
+    def _settle(
+        self, running: Running, outcome: AttemptOutcome, version: int | None
+    ) -> None:
+        claim = running.claim
+        if outcome.status == InvocationStatus.SUCCEEDED:
+            jobs.succeed(claim, outcome, version)
+        elif outcome.status == InvocationStatus.CANCELLED and running.shutting_down:
+            jobs.release(claim, "the worker shut down during the attempt")
+        elif outcome.status == InvocationStatus.CANCELLED:
+            jobs.stop(claim, outcome, version)
+        else:
+            jobs.fail(
+                claim,
+                outcome,
+                version,
+                backoff_base_s=self.config.backoff_base_s,
+                backoff_cap_s=self.config.backoff_cap_s,
+            )
+
+    def _shut_down(self) -> None:
+        """Let running attempts finish within the grace, then stop the rest.
+
+        A stopped attempt's job goes back to ``PENDING`` without spending
+        the attempt, so shutting down loses nothing.
+        """
+        deadline = time.monotonic() + self.grace_s
+        while self.running and time.monotonic() < deadline:
+            self.wake.wait(min(0.2, max(deadline - time.monotonic(), 0)))
+            self.wake.clear()
+
+        with self.lock:
+            left = list(self.running.values())
+        for running in left:
+            logger.warning(
+                "job %s attempt %d: still running after the grace; stopping it",
+                running.claim.job.id,
+                running.claim.attempt,
+            )
+            running.shutting_down = True
+            running.cancel.set()
+        self.pool.shutdown(wait=True)
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, fit for a log line."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+def _signame(signum: int) -> str:
+    return signal.Signals(signum).name
