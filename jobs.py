@@ -95,7 +95,7 @@ def enqueue(
         with models.db.atomic():
             job = Job.create(
                 function_id=function_id,
-                event=json.dumps({} if event is None else event),
+                event=json.dumps(event),
                 max_attempts=max_attempts,
                 priority=priority,
                 idempotency_key=idempotency_key,
