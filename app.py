@@ -133,10 +133,17 @@ def render_unexpected_error(error: Exception) -> tuple[Response, int]:
 
 def read_body(limit: int) -> bytes:
     """The raw request body, refused with 413 when over ``limit`` bytes."""
+    too_large = PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
-    request.max_content_length = limit
-    return request.get_data(cache=True)
+        raise too_large
+
+    # A body without a length (chunked) is cut at the maximum, not refused;
+    # reading one byte past the limit tells a body over it from one that fits.
+    request.max_content_length = limit + 1
+    body = request.get_data(cache=True)
+    if len(body) > limit:
+        raise too_large
+    return body
 
 
 def read_json_object(limit: int) -> dict[str, Any]:
