@@ -5,14 +5,12 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import pytest
 
 import jobs
 import models
-from models import InvocationStatus, utcnow
 
 JOB_FIELDS = {
     "jobId",
@@ -33,32 +31,6 @@ JOB_FIELDS = {
     "cancelRequested",
 }
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
-VISIBILITY_S = 60.0
-
-
-@dataclass
-class Outcome:
-    """How an attempt ended, as the job verbs read it."""
-
-    status: InvocationStatus = InvocationStatus.SUCCEEDED
-    result: object = None
-    error: str | None = None
-    traceback: str | None = None
-    logs: str = ""
-    exit_code: int | None = 0
-    peak_memory_kb: int | None = 1024
-    duration_ms: float = 12.0
-    finished_at: datetime = field(default_factory=utcnow)
-
-
-def claim_one() -> jobs.Claim:
-    (claim,) = jobs.claim("worker-1", 1, VISIBILITY_S)
-    return claim
-
-
-def fail(claim: jobs.Claim, error: str) -> None:
-    outcome = Outcome(status=InvocationStatus.FAILED, error=error, exit_code=1)
-    jobs.fail(claim, outcome, 1, backoff_base_s=0, backoff_cap_s=0)
 
 
 def poll(client, auth, job_id: str, **query):
@@ -85,9 +57,9 @@ def test_a_pending_job_shows_every_field(client, auth, make_job):
     assert body["cancelRequested"] is False
 
 
-def test_times_are_iso_8601_utc(client, auth, make_job):
+def test_times_are_iso_8601_utc(client, auth, make_job, claim_next):
     job = make_job()
-    claim_one()
+    claim_next()
 
     body = poll(client, auth, job.id).get_json()
 
@@ -97,10 +69,10 @@ def test_times_are_iso_8601_utc(client, auth, make_job):
     assert created == models.Job.get_by_id(job.id).created_at
 
 
-def test_a_succeeded_job_shows_its_result_as_json(client, auth, make_job):
+def test_a_succeeded_job_shows_its_result_as_json(client, auth, make_job, finish_next):
     job = make_job()
     result = {"sent": True, "ids": [1, 2], "note": None}
-    jobs.succeed(claim_one(), Outcome(result=result), 1)
+    finish_next(result=result)
 
     body = poll(client, auth, job.id).get_json()
 
@@ -110,18 +82,18 @@ def test_a_succeeded_job_shows_its_result_as_json(client, auth, make_job):
     assert ISO_UTC.match(body["finishedAt"])
 
 
-def test_a_result_that_is_a_string_stays_a_string(client, auth, make_job):
+def test_a_result_that_is_a_string_stays_a_string(client, auth, make_job, finish_next):
     job = make_job()
-    jobs.succeed(claim_one(), Outcome(result='{"not": "parsed"}'), 1)
+    finish_next(result='{"not": "parsed"}')
 
     body = poll(client, auth, job.id).get_json()
 
     assert body["resultJson"] == '{"not": "parsed"}'
 
 
-def test_a_dead_job_shows_its_last_error(client, auth, make_job):
+def test_a_dead_job_shows_its_last_error(client, auth, make_job, finish_next):
     job = make_job()
-    fail(claim_one(), "ValueError: bad address")
+    finish_next(error="ValueError: bad address")
 
     body = poll(client, auth, job.id).get_json()
 
@@ -207,10 +179,10 @@ def test_a_wait_of_zero_does_not_wait(client, auth, make_job):
     assert time.monotonic() - started < 0.5
 
 
-def test_invocations_are_listed_oldest_first(client, auth, make_job):
+def test_invocations_are_listed_oldest_first(client, auth, make_job, finish_next):
     job = make_job(max_attempts=2)
-    fail(claim_one(), "first try failed")
-    jobs.succeed(claim_one(), Outcome(result=1), 1)
+    finish_next(error="first try failed")
+    finish_next(result=1)
 
     response = client.get(f"/jobs/{job.id}/invocations", headers=auth)
 
