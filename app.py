@@ -39,6 +39,7 @@ HTTP_ERRORS = {
     405: MethodNotAllowed,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
+    500: ErrandError,
 }
 
 
