@@ -109,8 +109,8 @@ def main() -> None:
 def _die_with_parent(parent_pid: int) -> None:
     """Have the kernel kill this process if the thread that started it ends.
 
-    Only Linux offers this; elsewhere an orphaned attempt runs on until its
-    CPU limit stops it.
+    Only Linux offers this; elsewhere an orphaned attempt runs on until it
+    ends by itself or spends its CPU time.
     """
     try:
         import ctypes
@@ -134,8 +134,8 @@ def _die_with_parent(parent_pid: int) -> None:
 def _apply_limits(rlimits: dict[str, list[int]]) -> None:
     """Set each ``(soft, hard)`` limit, never above the hard limit we were given.
 
-    Lowering a hard limit cannot be undone by an unprivileged process, which
-    is what keeps the handler inside them.
+    A process without CAP_SYS_RESOURCE cannot raise a hard limit again,
+    which is what keeps the handler inside them.
     """
     for name, (soft, hard) in rlimits.items():
         which = getattr(resource, name, None)

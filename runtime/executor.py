@@ -231,8 +231,9 @@ def _environment(spec: AttemptSpec, workdir: Path) -> dict[str, str]:
     whatever the handler leaves there is removed with it.
     """
     # TODO: the handler runs as the worker's user, so it can still read the
-    # worker's files and /proc/<ppid>/environ, and import the worker's
-    # site-packages; keeping secrets from it needs a user of its own.
+    # worker's files and /proc/<ppid>/environ, import the worker's
+    # site-packages and, as root, lift its own limits; keeping secrets and
+    # limits from it needs an unprivileged user of its own.
     env = {
         "PATH": DEFAULT_PATH,
         "LANG": "C.UTF-8",
