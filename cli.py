@@ -124,3 +124,6 @@ def keys_revoke(name: str) -> None:
 
 
 # Client commands (deploy, layers, secrets) talk to a running gateway.
+import client  # noqa: E402
+
+client.register(main)
