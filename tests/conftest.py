@@ -45,20 +45,28 @@ def no_stray_processes():
 
 def _children() -> set[int]:
     """Live (not zombie) child processes of this process."""
-    me, found = os.getpid(), set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses; the fields that
-        # follow it start after the last ")".
-        state, ppid = stat.rpartition(")")[2].split()[:2]
-        if int(ppid) == me and state not in ("Z", "X"):
-            found.add(int(entry.name))
-    return found
+    me = os.getpid()
+    try:
+        pids = {
+            int(pid)
+            for task in Path(f"/proc/{me}/task").iterdir()
+            for pid in (task / "children").read_text().split()
+        }
+    except OSError:
+        # No children files in this kernel, or a thread ended meanwhile.
+        pids = {int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()}
+    return {pid for pid in pids if _is_live_child(pid, me)}
+
+
+def _is_live_child(pid: int, parent: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The command name may hold spaces and parentheses; the fields that
+    # follow it start after the last ")".
+    state, ppid = stat.rpartition(")")[2].split()[:2]
+    return int(ppid) == parent and state not in ("Z", "X")
 
 
 def _command_line(pid: int) -> str:
