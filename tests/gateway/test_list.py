@@ -60,6 +60,18 @@ def test_walking_every_page_shows_each_job_once(client, auth, make_job):
     assert set(seen) == made
 
 
+def test_jobs_enqueued_during_a_walk_do_not_shift_its_pages(client, auth, make_job):
+    made = [make_job().id for _ in range(6)]
+    first = list_jobs(client, auth, limit=3).get_json()
+    newer = [make_job().id for _ in range(3)]
+
+    second = list_jobs(client, auth, limit=3, cursor=first["nextCursor"])
+
+    seen = ids(second) + [job["jobId"] for job in first["jobs"]]
+    assert sorted(seen) == sorted(made)
+    assert not set(newer) & set(seen)
+
+
 def test_a_full_last_page_has_no_next_cursor(client, auth, make_job):
     for _ in range(4):
         make_job()

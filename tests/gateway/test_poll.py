@@ -102,6 +102,19 @@ def test_a_dead_job_shows_its_last_error(client, auth, make_job, finish_next):
     assert body["resultJson"] is None
 
 
+def test_the_last_error_stays_after_a_later_success(
+    client, auth, make_job, finish_next
+):
+    job = make_job(max_attempts=2)
+    finish_next(error="TimeoutError: smtp")
+    finish_next(result="sent")
+
+    body = poll(client, auth, job.id).get_json()
+
+    assert body["status"] == "SUCCEEDED"
+    assert body["lastError"] == "TimeoutError: smtp"
+
+
 def test_an_unknown_job_answers_404(client, auth):
     response = poll(client, auth, "no-such-job")
 
