@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from errors import ConfigError, ErrandError
+from errors import ConfigError, Conflict
 from models import Invocation, Layer, Secret
 from runtime import packages, secretbox
 from runtime.executor import KILL_GRACE_S, AttemptOutcome, AttemptSpec, run_attempt
@@ -59,9 +59,9 @@ def prepare(
 ) -> tuple[AttemptSpec, int]:
     """The attempt to run ``event`` through ``function_id``, and its version.
 
-    Raises ``NotFound`` for an unknown function, and an
-    :class:`ErrandError` saying what is gone when a layer or secret the
-    manifest names was deleted after the deploy.
+    Raises ``NotFound`` for an unknown function, and ``Conflict`` saying
+    what is gone when a layer or secret the manifest names was deleted after
+    the deploy.
     """
     version = packages.current_version(function_id)
     manifest = json.loads(version.manifest)
@@ -84,11 +84,12 @@ def prepare(
 
 def _layer_dirs(function_id: str, names: list[str], settings: Settings) -> list[Path]:
     layers = {
-        layer.name: layer for layer in Layer.select().where(Layer.name.in_(names))
+        layer.name: layer
+        for layer in Layer.select(Layer.name, Layer.sha256).where(Layer.name.in_(names))
     }
     gone = [name for name in names if name not in layers]
     if gone:
-        raise ErrandError(
+        raise Conflict(
             f"function {function_id!r} needs layers that were deleted: "
             f"{', '.join(gone)}; upload them again"
         )
@@ -100,7 +101,7 @@ def _secrets(function_id: str, names: list[str], settings: Settings) -> dict[str
     stored = {row.name: row for row in Secret.select().where(Secret.name.in_(names))}
     gone = [name for name in names if name not in stored]
     if gone:
-        raise ErrandError(
+        raise Conflict(
             f"function {function_id!r} needs secrets that were deleted: "
             f"{', '.join(gone)}; set them again"
         )

@@ -161,12 +161,14 @@ def _store_version(function_id: str, package: Package) -> tuple[FunctionVersion,
         .where(Function.id == function_id)
         .execute()
     )
+    action = "deployed" if created else "redeployed"
     logger.info(
         "function %s: %s version %d (sha256 %s)",
         function_id,
-        "deployed" if created else "redeployed",
+        action,
         version.version,
         package.sha256,
+        extra={"action": action, "function_id": function_id},
     )
     return version, created
 
@@ -203,7 +205,11 @@ def delete_function(function_id: str) -> None:
         ).execute()
         if not Function.delete().where(Function.id == function_id).execute():
             raise NotFound(f"no function {function_id!r}")
-    logger.info("function %s deleted", function_id)
+    logger.info(
+        "function %s deleted",
+        function_id,
+        extra={"action": "deleted", "function_id": function_id},
+    )
 
 
 def current_version(function_id: str) -> FunctionVersion:
@@ -235,6 +241,9 @@ def deploy_layer(name: str, archive: bytes) -> tuple[Layer, bool]:
     A layer keeps only its newest content: functions that name it use that
     from their next attempt on.
     """
+    # TODO: pin a function version to the layer content it was deployed
+    # with; as it is, a layer upload changes every deployed function that
+    # names it, and a bad upload breaks them all without a redeploy.
     check_id(name, "layer id")
     sha256 = inspect_layer(archive)
     return _store(_store_layer, name, archive, sha256)
@@ -245,16 +254,21 @@ def _store_layer(name: str, archive: bytes, sha256: str) -> tuple[Layer, bool]:
     if layer is not None and layer.sha256 == sha256:
         return layer, False
 
-    now = utcnow()
     if layer is None:
         layer = Layer.create(name=name, sha256=sha256, archive=archive)
     else:
         layer.version += 1
         layer.sha256 = sha256
         layer.archive = archive
-        layer.updated_at = now
+        layer.updated_at = utcnow()
         layer.save()
-    logger.info("layer %s: version %d (sha256 %s)", name, layer.version, sha256)
+    logger.info(
+        "layer %s: version %d (sha256 %s)",
+        name,
+        layer.version,
+        sha256,
+        extra={"action": "layer_deployed", "layer": name},
+    )
     return layer, True
 
 
@@ -266,9 +280,14 @@ def delete_layer(name: str) -> None:
     """
     if not Layer.delete().where(Layer.name == name).execute():
         raise NotFound(f"no layer {name!r}")
-    logger.info("layer %s deleted", name)
+    logger.info(
+        "layer %s deleted", name, extra={"action": "layer_deleted", "layer": name}
+    )
 
 
+# TODO: remove unpacked folders no version or layer uses any more; they stay
+# on every worker's disk until removed by hand, which a host deploying often
+# will notice.
 def checkout(version: FunctionVersion, settings: Settings) -> Path:
     """The folder holding ``version``'s code and manifest, unpacked once."""
     target = settings.packages_dir / version.sha256
@@ -277,7 +296,13 @@ def checkout(version: FunctionVersion, settings: Settings) -> Path:
 
     archive = version.archive
     if archive is None:  # the version was read without its archive
-        archive = FunctionVersion.get_by_id(version.id).archive
+        archive = (
+            FunctionVersion.select(FunctionVersion.archive)
+            .where(FunctionVersion.id == version.id)
+            .scalar()
+        )
+        if archive is None:
+            raise NotFound(f"version {version.version} was deleted")
     return _unpack(bytes(archive), target, function=True)
 
 
@@ -286,6 +311,13 @@ def checkout_layer(layer: Layer, settings: Settings) -> Path:
     target = settings.packages_dir / "layers" / layer.sha256
     if target.is_dir():
         return target
+
+    if layer.archive is None:
+        # Read without its archive; read it whole now, as it may have changed.
+        current = Layer.get_or_none(Layer.name == layer.name)
+        if current is None:
+            raise NotFound(f"no layer {layer.name!r}")
+        return checkout_layer(current, settings)
     return _unpack(bytes(layer.archive), target, function=False)
 
 
