@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import sys
 import tomllib
 import zipfile
 from collections.abc import Iterator
@@ -164,11 +165,10 @@ def secrets_group() -> None:
 @click.argument("name")
 def secrets_set(name: str) -> None:
     """Set the secret NAME to the value read from standard input."""
-    stdin = click.get_text_stream("stdin")
-    if stdin.isatty():
+    if sys.stdin.isatty():
         value = click.prompt(f"value of {name}", hide_input=True)
     else:
-        value = stdin.read().removesuffix("\n").removesuffix("\r")
+        value = sys.stdin.read().removesuffix("\n").removesuffix("\r")
     if not value:
         raise click.ClickException("the value is empty")
 

@@ -111,6 +111,8 @@ def invoke_function(function_id: str):
     body = load(InvokeSchema(), read_json_object(config.max_event_bytes))
     event = {} if body["event"] is None else body["event"]
 
+    # TODO: stop the attempt when the client hangs up; until then it runs
+    # to its end or its timeout, holding a gateway thread all the while.
     outcome, invocation = invoke.invoke_sync(function_id, event, config)
     if outcome.status == InvocationStatus.SUCCEEDED:
         return jsonify(
@@ -182,7 +184,8 @@ def set_secret(name: str):
             secret.updated_at = utcnow()
             secret.save()
 
-    logger.info("secret %s %s", name, "created" if created else "replaced")
+    action = "secret_created" if created else "secret_replaced"
+    logger.info("secret %s set", name, extra={"action": action, "secret": name})
     return created_or_ok(SecretSchema().dump(secret), created)
 
 
@@ -198,5 +201,7 @@ def list_secrets():
 def delete_secret(name: str):
     if not Secret.delete().where(Secret.name == name).execute():
         raise NotFound(f"no secret {name!r}")
-    logger.info("secret %s deleted", name)
+    logger.info(
+        "secret %s deleted", name, extra={"action": "secret_deleted", "secret": name}
+    )
     return "", 204
