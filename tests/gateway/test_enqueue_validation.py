@@ -168,6 +168,12 @@ def test_the_event_is_stored_as_given(enqueue):
     assert job.event == '{"to": "ada@example.com", "tags": ["a", "b"], "n": 1.5}'
 
 
+def test_a_null_event_is_stored_as_null(enqueue):
+    job = stored_job(enqueue({"event": None}))
+
+    assert job.event == "null"
+
+
 def test_a_concurrency_key_alone_has_a_limit_of_one(enqueue):
     job = stored_job(enqueue({"concurrencyKey": "mailbox"}))
 
