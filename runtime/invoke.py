@@ -26,11 +26,13 @@ logger = logging.getLogger(__name__)
 # executor's SIGTERM-to-SIGKILL grace after the timeout, and settling the
 # job; and the worker that reaps may read a clock a little ahead of ours.
 # The attempt's timeout therefore stops short of the lease by the kill grace
-# plus a slack of a tenth of the lease, and never less than LEASE_SLACK_S.
+# plus a slack: a tenth of the lease, at least LEASE_SLACK_S. Synchronous
+# calls hold no lease but are capped alike, so that a function gets the same
+# time however it is called.
 LEASE_SLACK_S = 1.0
 LEASE_SLACK_SHARE = 0.1
 
-# The shortest timeout a manifest may ask for.
+# The shortest timeout a manifest may ask for; a lease must allow at least it.
 MIN_TIMEOUT_S = 1.0
 
 

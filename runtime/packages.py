@@ -71,7 +71,6 @@ class Package:
 
     archive: bytes
     sha256: str
-    root: str  # "" or "folder/": where function.toml sits in the archive
     manifest: dict[str, Any]
 
 
@@ -96,7 +95,7 @@ def inspect_function(archive: bytes) -> Package:
         root = _function_root(members)
         manifest = _read_manifest(zf, root)
         _check_handler(members, root, manifest["handler"])
-    return Package(archive, _sha256(archive), root, manifest)
+    return Package(archive, _sha256(archive), manifest)
 
 
 def inspect_layer(archive: bytes) -> str:
