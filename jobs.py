@@ -78,6 +78,7 @@ def enqueue(
     concurrency_key: str | None = None,
     concurrency_limit: int | None = None,
     run_at: datetime | None = None,
+    delay_seconds: float | None = None,
 ) -> tuple[Job, bool]:
     """Store a new ``PENDING`` job; returns it and whether it is new.
 
@@ -102,7 +103,7 @@ def enqueue(
                 concurrency_key=concurrency_key,
                 concurrency_limit=concurrency_limit,
                 created_at=now,
-                run_at=max(run_at or now, now),
+                run_at=_start_time(now, run_at, delay_seconds),
             )
     except pw.IntegrityError:
         original = Job.get_or_none(
@@ -120,6 +121,15 @@ def enqueue(
 
     _log("enqueued", job, "run at %s", job.run_at.isoformat())
     return job, True
+
+
+def _start_time(
+    now: datetime, run_at: datetime | None, delay_seconds: float | None
+) -> datetime:
+    """When a new job becomes ready: never before it was made."""
+    if delay_seconds is not None:
+        return now + timedelta(seconds=delay_seconds)
+    return max(run_at or now, now)
 
 
 def claim(worker_id: str, slots: int, visibility_timeout_s: float) -> list[Claim]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 from flask import Blueprint, jsonify, request, url_for
 
 import jobs
 from app import current_settings, read_json_object
-from models import Invocation, Job, JobStatus, utcnow
+from models import Invocation, Job, JobStatus
 from schemas.common import as_naive_utc, load
 from schemas.jobs import (
     EnqueueSchema,
@@ -33,10 +32,7 @@ def enqueue(function_id: str):
     body = read_json_object(current_settings().max_event_bytes)
     params = load(EnqueueSchema(), body)
 
-    delay = params.pop("delay_seconds", None)
-    if delay is not None:
-        params["run_at"] = utcnow() + timedelta(seconds=delay)
-    elif "run_at" in params:
+    if "run_at" in params:
         params["run_at"] = as_naive_utc(params["run_at"])
 
     job, created = jobs.enqueue(function_id, **params)
