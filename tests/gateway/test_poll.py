@@ -168,7 +168,7 @@ def test_a_wait_on_a_job_that_stays_pending_lasts_about_that_long(
 
     elapsed = time.monotonic() - started
     assert body["status"] == "PENDING"
-    assert 1 <= elapsed < 1.5
+    assert 1 <= elapsed < 2
 
 
 def test_a_wait_on_a_finished_job_returns_at_once(client, auth, make_job):
@@ -179,7 +179,7 @@ def test_a_wait_on_a_finished_job_returns_at_once(client, auth, make_job):
     body = poll(client, auth, job.id, wait=30).get_json()
 
     assert body["status"] == "CANCELLED"
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1
 
 
 def test_a_wait_of_zero_does_not_wait(client, auth, make_job):
@@ -189,7 +189,7 @@ def test_a_wait_of_zero_does_not_wait(client, auth, make_job):
     body = poll(client, auth, job.id, wait=0).get_json()
 
     assert body["status"] == "PENDING"
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1
 
 
 def test_invocations_are_listed_oldest_first(client, auth, make_job, finish_next):
