@@ -137,11 +137,14 @@ def make_function(database):
 
 @pytest.fixture
 def make_job(make_function):
-    """Enqueue a job through ``jobs.enqueue``; keyword arguments override."""
+    """Enqueue a job through ``jobs.enqueue``; keyword arguments override.
+
+    The event defaults to ``{}``, as it does for a request that gives none.
+    """
 
     def make(function_id: str = "echo", **overrides) -> models.Job:
         make_function(function_id)
-        job, _ = jobs.enqueue(function_id, **overrides)
+        job, _ = jobs.enqueue(function_id, **{"event": {}, **overrides})
         return job
 
     return make
