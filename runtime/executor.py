@@ -1,6 +1,6 @@
 """Run one attempt of a function in a fresh, locked-down subprocess.
 
-Each attempt gets its own interpreter (``python -I``), its own session and
+Each attempt gets its own interpreter (``python -I -S``), its own session and
 process group, a private working folder and an environment built from
 nothing but a few safe defaults and the function's own variables. The child
 side lives in :mod:`runtime.bootstrap`; this module starts it, watches the
@@ -46,8 +46,10 @@ BOOTSTRAP_PATH = Path(bootstrap.__file__).resolve()
 # -I keeps the parent's PYTHON* variables, user site and current folder out of
 # the child, which also means PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE in
 # its environment only reach the processes a handler starts: -u and -B give
-# the bootstrap interpreter the same behaviour.
-INTERPRETER_FLAGS = ("-I", "-B", "-u")
+# the bootstrap interpreter the same behaviour. -S leaves site-packages out:
+# a handler sees the standard library, its own folder and its layers, and
+# the interpreter starts in a fraction of the time.
+INTERPRETER_FLAGS = ("-I", "-S", "-B", "-u")
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -231,9 +233,9 @@ def _environment(spec: AttemptSpec, workdir: Path) -> dict[str, str]:
     whatever the handler leaves there is removed with it.
     """
     # TODO: the handler runs as the worker's user, so it can still read the
-    # worker's files and /proc/<ppid>/environ, import the worker's
-    # site-packages and, as root, lift its own limits; keeping secrets and
-    # limits from it needs an unprivileged user of its own.
+    # worker's files and /proc/<ppid>/environ and, as root, lift its own
+    # limits; keeping secrets and limits from it needs an unprivileged user
+    # of its own.
     env = {
         "PATH": DEFAULT_PATH,
         "LANG": "C.UTF-8",
