@@ -425,21 +425,34 @@ def cancel(job_id: str) -> Job:
     and its worker stops the attempt and calls :func:`stop`."""
     with models.write_transaction():
         job = get(job_id)
-        if job.status == PENDING:
-            Job.update(status=JobStatus.CANCELLED.value, finished_at=utcnow()).where(
-                (Job.id == job_id) & (Job.status == PENDING)
-            ).execute()
+        # Where reads take no write lock (PostgreSQL), a worker may claim or
+        # settle the job between the read and the update: each update is
+        # guarded by the status it expects, and a miss falls through.
+        if job.status == PENDING and _change_if(
+            job_id, PENDING, status=JobStatus.CANCELLED.value, finished_at=utcnow()
+        ):
             verb = "cancelled"
-        elif job.status == RUNNING:
-            Job.update(cancel_requested=True).where(
-                (Job.id == job_id) & (Job.status == RUNNING)
-            ).execute()
+        elif job.status in (PENDING, RUNNING) and _change_if(
+            job_id, RUNNING, cancel_requested=True
+        ):
             verb = "cancel requested"
         else:
+            job = get(job_id)
             raise Conflict(f"job {job_id!r} is {job.status} and cannot be cancelled")
         job = get(job_id)
     _log(verb, job, "by request")
     return job
+
+
+def _change_if(job_id: str, expected: str, **changes: Any) -> bool:
+    """Apply ``changes`` if the job's status is still ``expected``; whether
+    it was."""
+    updated = (
+        Job.update(**changes)
+        .where((Job.id == job_id) & (Job.status == expected))
+        .execute()
+    )
+    return bool(updated)
 
 
 def cancel_requested(job_ids: list[str]) -> set[str]:
