@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 import jobs
+import models
 from models import utcnow
 
 
@@ -154,6 +155,44 @@ def test_asking_a_running_job_to_cancel_twice_is_harmless(client, auth, job_in):
 
     assert response.status_code == 200
     assert response.get_json()["cancelRequested"] is True
+
+
+def read_stale_first(monkeypatch, job_id: str) -> None:
+    """The next read of the job sees it as it is now, whatever happens next.
+
+    This is what a database whose reads take no write lock can show a
+    cancel while a worker claims or settles the job.
+    """
+    stale, read = models.Job.get_by_id(job_id), jobs.get
+    reads = iter([stale])
+    monkeypatch.setattr(jobs, "get", lambda job_id: next(reads, None) or read(job_id))
+
+
+def test_a_cancel_that_loses_a_race_to_a_claim_asks_the_job_to_stop(
+    client, auth, make_job, claim_next, monkeypatch
+):
+    job = make_job()
+    read_stale_first(monkeypatch, job.id)
+    claim_next()
+
+    response = cancel(client, auth, job.id)
+
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "RUNNING"
+    assert response.get_json()["cancelRequested"] is True
+
+
+def test_a_cancel_that_loses_a_race_to_the_end_of_the_job_conflicts(
+    client, auth, make_job, finish_next, monkeypatch
+):
+    job = make_job()
+    read_stale_first(monkeypatch, job.id)
+    finish_next(result="done")
+
+    response = cancel(client, auth, job.id)
+
+    assert response.status_code == 409
+    assert "SUCCEEDED" in response.get_json()["error"]["message"]
 
 
 @pytest.mark.parametrize("status", ["SUCCEEDED", "DEAD", "CANCELLED"])
