@@ -67,13 +67,16 @@ def main() -> int:
         "ERRAND_URL": url,
     }
 
+    # Each of these stops everything; SIGINT too, even when it was ignored
+    # at start, as a shell does for the commands it starts in the background.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.default_int_handler)
+
     # honcho gets a process group of its own, so that Ctrl-C reaches it once,
     # from us, whatever we are doing at that moment.
     honcho = subprocess.Popen(
         [BIN / "honcho", "start", "--port", port], env=env, process_group=0
     )
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGHUP, signal.default_int_handler)
     try:
         _wait_until_healthy(url, honcho)
         _deploy_examples(env)
@@ -160,7 +163,8 @@ def _deploy_examples(env: dict[str, str]) -> None:
             text=True,
         )
         # The command's few lines of output, on one line: "function hello, ...".
-        said = ", ".join(" ".join(line.split()) for line in done.stdout.splitlines())
+        lines = [" ".join(line.split()) for line in done.stdout.splitlines()]
+        said = ", ".join(line for line in lines if not line.startswith("sha256"))
         print(f"errand {' '.join(args)}: {said or done.stderr.strip()}", flush=True)
 
 
@@ -178,16 +182,17 @@ def _relative(path: Path) -> str:
 
 def _print_tour(url: str, key_file: Path | None) -> None:
     auth = '-H "Authorization: Bearer $ERRAND_API_KEY"'
-    export = f"export ERRAND_API_KEY=$(cat {key_file})\n  " if key_file else ""
+    key = f"  export ERRAND_API_KEY=$(cat {key_file})\n" if key_file else ""
     print(
         f"""
-Errand is up at {url}. In another shell:
+Errand is up at {url}; Ctrl-C here stops it. In another shell:
 
-  {export}curl -s -X POST {url}/functions/receipt/invoke-async {auth} \\
-    -H 'Content-Type: application/json' -d '{{"event": {{"orderId": "ord_123"}}}}'
-  curl -s "{url}/jobs/JOB_ID?wait=10" {auth}
+  export ERRAND_URL={url}
+{key}  curl -sS -X POST "$ERRAND_URL/functions/receipt/invoke-async" {auth} \\
+    -H "Content-Type: application/json" -d '{{"event": {{"orderId": "ord_123"}}}}'
+  curl -sS "$ERRAND_URL/jobs/JOB_ID?wait=10" {auth}
 
-(JOB_ID is the jobId the first command printed.) Ctrl-C here stops Errand.
+JOB_ID is the jobId the first curl printed. README.md has a longer tour.
 """,
         flush=True,
     )
