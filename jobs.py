@@ -493,17 +493,9 @@ def purge(retention_days: float, batch: int = 500) -> int:
 
 def _record(claim: Claim, outcome, version: int | None) -> None:
     """Write how the attempt ended into its invocation."""
-    Invocation.update(
-        status=outcome.status.value,
-        version=version,
-        finished_at=outcome.finished_at,
-        duration_ms=outcome.duration_ms,
-        error=outcome.error,
-        traceback=outcome.traceback,
-        logs=outcome.logs,
-        exit_code=outcome.exit_code,
-        peak_memory_kb=outcome.peak_memory_kb,
-    ).where(Invocation.id == claim.invocation_id).execute()
+    Invocation.update(version=version, **Invocation.outcome_columns(outcome)).where(
+        Invocation.id == claim.invocation_id
+    ).execute()
 
 
 def _mark_lost(job_id: str, attempt: int, error: str, now: datetime) -> None:

@@ -192,6 +192,23 @@ class Invocation(BaseModel):
     exit_code = pw.IntegerField(null=True)
     peak_memory_kb = pw.IntegerField(null=True)
 
+    # What an attempt's outcome says about how it ended, column by column.
+    OUTCOME_COLUMNS = (
+        "status",
+        "finished_at",
+        "duration_ms",
+        "error",
+        "traceback",
+        "logs",
+        "exit_code",
+        "peak_memory_kb",
+    )
+
+    @classmethod
+    def outcome_columns(cls, outcome) -> dict:
+        """The columns an attempt's outcome fills, as keyword arguments."""
+        return {name: getattr(outcome, name) for name in cls.OUTCOME_COLUMNS}
+
 
 TABLES = [ApiKey, Function, FunctionVersion, Layer, Secret, Job, Invocation]
 

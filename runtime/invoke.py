@@ -130,15 +130,8 @@ def invoke_sync(
         trigger="http",
         job=None,
         attempt=1,
-        status=outcome.status.value,
         started_at=outcome.started_at,
-        finished_at=outcome.finished_at,
-        duration_ms=outcome.duration_ms,
-        error=outcome.error,
-        traceback=outcome.traceback,
-        logs=outcome.logs,
-        exit_code=outcome.exit_code,
-        peak_memory_kb=outcome.peak_memory_kb,
+        **Invocation.outcome_columns(outcome),
     )
     logger.info(
         "invocation %s of %s v%d: %s in %.1f ms",
