@@ -86,8 +86,11 @@ def main() -> int:
         pass
     except _StartFailed as exc:
         print(f"errand: {exc}", file=sys.stderr)
+        return 1
     finally:
         _stop(honcho)
+    # honcho answers a signal with 130 or 143, and a process that fails with
+    # that process's status.
     return 0 if honcho.returncode in (0, 130, 143) else 1
 
 
@@ -143,7 +146,9 @@ def _wait_until_healthy(url: str, honcho: subprocess.Popen) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise _StartFailed(f"the gateway did not answer at {url} within 30 s")
+    raise _StartFailed(
+        f"the gateway did not answer at {url} within {START_TIMEOUT_S:.0f} s"
+    )
 
 
 def _deploy_examples(env: dict[str, str]) -> None:
@@ -200,7 +205,8 @@ JOB_ID is the jobId the first curl printed. README.md has a longer tour.
 
 def _stop(honcho: subprocess.Popen) -> None:
     """Have honcho stop its processes, and wait for it to finish."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     if honcho.poll() is None:
         honcho.send_signal(signal.SIGINT)
     try:
