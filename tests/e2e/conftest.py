@@ -10,6 +10,8 @@ waits for every process it started, and kills any that does not exit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from stack import GREETER_TOKEN, Stack
 
@@ -17,7 +19,7 @@ EXAMPLES = ("hello", "flaky", "slow", "greeter", "receipt")
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Stack:
+def stack(tmp_path_factory) -> Iterator[Stack]:
     stack = Stack(tmp_path_factory.mktemp("stack"))
     try:
         stack.start()
