@@ -31,6 +31,8 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+# TODO: an IPv6 HOST needs brackets here (and in `make run`'s URL and port
+# check); until then only IPv4 addresses and host names work.
 bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY") or min(2 * _cpus() + 1, MAX_WORKERS))
 
