@@ -80,21 +80,29 @@ class Stack:
         self.session = self.new_session()
 
     def start(self) -> Stack:
-        """Start the gateway and the workers; return once the gateway answers."""
+        """Start the gateway and the workers; return once the gateway answers.
+
+        If they do not come up, whatever did start is stopped again.
+        """
         (self.folder / "logs").mkdir(parents=True, exist_ok=True)
-        self._spawn(
-            "web",
-            BIN / "gunicorn",
-            *("-c", "gunicorn.conf.py", "-w", str(self.web_workers)),
-            "app:create_app()",
-        )
-        for number in range(self.workers):
+        try:
             self._spawn(
-                f"worker-{number}",
-                BIN / "errand",
-                *("worker", "--concurrency", str(self.concurrency), "--grace", "5"),
+                "web",
+                BIN / "gunicorn",
+                *("-c", "gunicorn.conf.py", "-w", str(self.web_workers)),
+                "app:create_app()",
             )
-        self._wait_until_healthy()
+            for number in range(self.workers):
+                self._spawn(
+                    f"worker-{number}",
+                    BIN / "errand",
+                    *("worker", "--concurrency", str(self.concurrency)),
+                    *("--grace", "5"),
+                )
+            self._wait_until_healthy()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
