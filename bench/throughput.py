@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import runpy
 import sys
 import tempfile
 import time
@@ -45,7 +46,7 @@ def main() -> None:
     settings = {"ERRAND_POLL_INTERVAL_S": str(args.poll_interval)}
     print(
         f"configuration: {args.jobs} jobs, {args.clients} clients, "
-        f"{args.web_workers} gunicorn workers x 8 threads, "
+        f"{args.web_workers} gunicorn workers x {_gunicorn_threads()} threads, "
         f"{args.workers} errand workers x {args.concurrency} slots, "
         f"worker poll interval {args.poll_interval} s, "
         f"{args.latency_jobs} lone jobs, {_cpus()} CPUs",
@@ -225,6 +226,10 @@ def _epoch(timestamp: str) -> float:
 
 def _seconds(start: str, end: str) -> float:
     return _epoch(end) - _epoch(start)
+
+
+def _gunicorn_threads() -> int:
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))["threads"]
 
 
 def _cpus() -> int:
