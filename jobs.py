@@ -519,9 +519,17 @@ def _settled(claim: Claim, held: int, verb: str, outcome) -> bool:
             extra={"action": "claim_lost", "job_id": claim.job.id},
         )
         return False
-    level = logging.INFO if verb == "succeeded" else logging.WARNING
-    detail = "" if verb == "succeeded" else outcome.error or ""
-    _log(verb, claim.job, "%s", detail, duration_ms=outcome.duration_ms, level=level)
+    if verb == "succeeded":
+        _log(verb, claim.job, duration_ms=outcome.duration_ms)
+    else:
+        _log(
+            verb,
+            claim.job,
+            "%s",
+            outcome.error,
+            duration_ms=outcome.duration_ms,
+            level=logging.WARNING,
+        )
     return True
 
 
