@@ -215,6 +215,8 @@ class Stack:
 
 def _free_port() -> int:
     """A TCP port nothing listens on now, chosen by the kernel."""
+    # TODO: another process may take the port before gunicorn binds it;
+    # handing gunicorn a bound socket (--bind fd://N) would close that gap.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
