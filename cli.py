@@ -33,6 +33,8 @@ Settings (environment variables):
   ERRAND_BACKOFF_BASE_S      first retry delay in seconds (default 1)
   ERRAND_BACKOFF_CAP_S       longest retry delay in seconds (default 300)
   ERRAND_POLL_INTERVAL_S     idle worker's poll interval in seconds (default 0.5)
+  ERRAND_MAX_LOST            times a job may lose its worker before it is
+                             DEAD (default 5)
   ERRAND_URL                 gateway used by client commands
                              (default http://127.0.0.1:8000)
 """
