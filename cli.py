@@ -18,6 +18,7 @@ import models
 import settings as settings_module
 from app import hash_key
 from errors import ConfigError
+from models import iso_utc
 
 ENVIRONMENT_HELP = """
 \b
@@ -98,13 +99,16 @@ def keys() -> None:
 @click.argument("name")
 def keys_create(name: str) -> None:
     """Make a key called NAME and print it; only its hash is stored."""
-    open_database()
+    config = open_database()
     key = "errand_" + secrets.token_urlsafe(KEY_BYTES)
     try:
         models.ApiKey.create(name=name, key_hash=hash_key(key))
     except pw.IntegrityError:
         raise click.ClickException(f"a key named {name!r} exists already") from None
+    # Only the key goes to stdout, so that it can be captured; the database
+    # it was stored in goes to stderr, as the key works only against it.
     click.echo(key)
+    click.echo(f"stored in {config.database_url}", err=True)
 
 
 @keys.command("list")
@@ -112,7 +116,7 @@ def keys_list() -> None:
     """List key names and when they were made (never the keys)."""
     open_database()
     for key in models.ApiKey.select().order_by(models.ApiKey.name):
-        click.echo(f"{key.name}\t{key.created_at.isoformat()}Z")
+        click.echo(f"{key.name}\t{iso_utc(key.created_at)}")
 
 
 @keys.command("revoke")

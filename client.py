@@ -94,6 +94,10 @@ def call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
             f"the gateway at {url} did not answer within {TIMEOUT_S} s"
         ) from None
 
+    if response.status_code == 401 and not key:
+        raise click.ClickException(
+            f"the gateway at {url} needs an API key: set ERRAND_API_KEY"
+        )
     if not response.ok:
         raise click.ClickException(_error_message(response))
     return response.json()

@@ -21,7 +21,15 @@ import peewee as pw
 
 import models
 from errors import Conflict, NotFound
-from models import Function, Invocation, InvocationStatus, Job, JobStatus, utcnow
+from models import (
+    Function,
+    Invocation,
+    InvocationStatus,
+    Job,
+    JobStatus,
+    iso_utc,
+    utcnow,
+)
 from runtime.backoff import retry_delay_s
 
 logger = logging.getLogger(__name__)
@@ -119,7 +127,7 @@ def enqueue(
         )
         return original, False
 
-    _log("enqueued", job, "run at %s", job.run_at.isoformat())
+    _log("enqueued", job, "run at %s", iso_utc(job.run_at))
     return job, True
 
 
@@ -288,7 +296,7 @@ def fail(
             job,
             "%s; retrying at %s",
             outcome.error,
-            changes["run_at"].isoformat(),
+            iso_utc(changes["run_at"]),
             duration_ms=outcome.duration_ms,
             level=logging.WARNING,
         )

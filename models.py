@@ -29,6 +29,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def iso_utc(value: datetime) -> str:
+    """A naive UTC ``datetime`` as ISO-8601, always with microseconds and Z."""
+    return value.replace(tzinfo=UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
 def new_id() -> str:
     """A time-ordered unique id: later ids sort after earlier ones."""
     return str(uuid7())

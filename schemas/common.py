@@ -13,6 +13,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields
 
 from errors import ValidationFailed
+from models import iso_utc
 
 
 class StrictFloat(fields.Float):
@@ -30,7 +31,7 @@ class UtcDateTime(fields.Field):
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
             return None
-        return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+        return iso_utc(value)
 
 
 class JsonText(fields.Field):
@@ -46,7 +47,18 @@ def as_naive_utc(value: datetime) -> datetime:
 
 
 def load(schema: Schema, data: Any, what: str = "request body") -> dict:
-    """Validate ``data`` with ``schema``, or raise the envelope's 400."""
+    """Validate ``data`` with ``schema``, or raise the envelope's 400.
+
+    A query string (a multi-dict) may give each parameter once only.
+    """
+    if hasattr(data, "getlist"):
+        repeated = {
+            name: "Give this parameter once."
+            for name in data
+            if len(data.getlist(name)) > 1
+        }
+        if repeated:
+            raise ValidationFailed(f"the {what} is not valid", repeated)
     try:
         return schema.load(data)
     except ValidationError as exc:

@@ -11,6 +11,8 @@ from schemas.common import JsonText, StrictFloat, UtcDateTime, as_naive_utc
 
 MAX_DELAY_S = 7 * 24 * 3600
 KEY_LENGTH = validate.Length(min=1, max=255)
+# A job id, which is also what a page's ``nextCursor`` holds.
+JOB_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 class EnqueueSchema(Schema):
@@ -81,7 +83,9 @@ class JobListQuery(Schema):
     status = fields.String(validate=validate.OneOf([s.value for s in JobStatus]))
     function_id = fields.String(data_key="functionId", validate=KEY_LENGTH)
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    cursor = fields.String(validate=validate.Length(min=1, max=64))
+    cursor = fields.String(
+        validate=validate.Regexp(JOB_ID, error="Not a cursor this API returned.")
+    )
 
 
 class WaitQuery(Schema):

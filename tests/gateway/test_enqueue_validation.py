@@ -209,6 +209,15 @@ def test_run_at_in_another_zone_is_stored_as_utc(enqueue):
     assert job.run_at == tomorrow.replace(tzinfo=None)
 
 
+def test_a_whole_second_run_at_is_answered_with_microseconds(client, auth, enqueue):
+    tomorrow = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    job_id = enqueue({"runAt": tomorrow.isoformat()}).get_json()["jobId"]
+
+    body = client.get(f"/jobs/{job_id}", headers=auth).get_json()
+
+    assert body["runAt"] == tomorrow.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+
+
 def test_run_at_in_the_past_means_now(enqueue):
     before = models.utcnow()
 

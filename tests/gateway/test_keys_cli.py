@@ -33,16 +33,17 @@ def bearer(key: str) -> dict[str, str]:
 def test_a_created_key_is_printed_once_and_stored_as_its_hash(app, errand):
     result = errand("keys", "create", "ci")
 
-    key = result.output.strip()
+    key = result.stdout.strip()
     assert result.exit_code == 0
     assert key.startswith("errand_")
     stored = models.ApiKey.get(models.ApiKey.name == "ci")
     assert stored.key_hash == hash_key(key)
     assert key not in stored.key_hash
+    assert "errand.db" in result.stderr
 
 
 def test_a_created_key_authenticates_against_the_gateway(app, client, errand):
-    key = errand("keys", "create", "ci").output.strip()
+    key = errand("keys", "create", "ci").stdout.strip()
 
     response = client.get("/jobs", headers=bearer(key))
 
@@ -50,19 +51,19 @@ def test_a_created_key_authenticates_against_the_gateway(app, client, errand):
 
 
 def test_a_revoked_key_answers_401(app, client, errand):
-    key = errand("keys", "create", "ci").output.strip()
+    key = errand("keys", "create", "ci").stdout.strip()
 
     result = errand("keys", "revoke", "ci")
     response = client.get("/jobs", headers=bearer(key))
 
     assert result.exit_code == 0
-    assert result.output.strip() == "revoked ci"
+    assert result.stdout.strip() == "revoked ci"
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_revoking_one_key_leaves_the_others_working(app, client, errand):
-    kept = errand("keys", "create", "kept").output.strip()
+    kept = errand("keys", "create", "kept").stdout.strip()
     errand("keys", "create", "gone")
 
     errand("keys", "revoke", "gone")
@@ -71,12 +72,12 @@ def test_revoking_one_key_leaves_the_others_working(app, client, errand):
 
 
 def test_keys_list_shows_names_never_keys(app, errand):
-    first = errand("keys", "create", "beta").output.strip()
-    second = errand("keys", "create", "alpha").output.strip()
+    first = errand("keys", "create", "beta").stdout.strip()
+    second = errand("keys", "create", "alpha").stdout.strip()
 
     result = errand("keys", "list")
 
-    names = [line.split("\t")[0] for line in result.output.splitlines()]
+    names = [line.split("\t")[0] for line in result.stdout.splitlines()]
     assert names == ["alpha", "beta"]
     assert first not in result.output
     assert second not in result.output

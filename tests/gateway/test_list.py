@@ -145,6 +145,8 @@ def test_a_limit_within_range_is_accepted(client, auth, limit):
         {"status": ""},
         {"cursor": ""},
         {"cursor": "c" * 65},
+        {"cursor": "garbage"},
+        {"cursor": "0"},
         {"functionId": ""},
     ],
 )
@@ -162,3 +164,11 @@ def test_an_unknown_query_parameter_answers_400(client, auth):
 
     assert response.status_code == 400
     assert list(response.get_json()["error"]["fields"]) == ["page"]
+
+
+def test_a_repeated_query_parameter_answers_400(client, auth):
+    response = client.get("/jobs?limit=2&limit=3", headers=auth)
+
+    error = response.get_json()["error"]
+    assert response.status_code == 400
+    assert list(error["fields"]) == ["limit"]
