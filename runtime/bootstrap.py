@@ -19,7 +19,6 @@ once, so threads the handler left running cannot hold the attempt open.
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ import resource
 import signal
 import sys
 import time
-import traceback
+import types
 from datetime import UTC, datetime
 from typing import Any
 
@@ -175,7 +174,7 @@ def _run(request: dict[str, Any]) -> bytes:
     try:
         handler = _load_handler(request["handler"])
         result = handler(request["event"], context)
-        if inspect.iscoroutine(result):
+        if isinstance(result, types.CoroutineType):
             import asyncio
 
             result = asyncio.run(result)
@@ -199,6 +198,9 @@ def _load_handler(name: str) -> Any:
 
 def _failure_report(exc: BaseException) -> bytes:
     """Describe an exception the handler raised, or its import did."""
+    # Imported only for a failure: every attempt pays for what starts it.
+    import traceback
+
     # Frames hold the handler's locals; dropping them first gives back the
     # memory of a handler that ran out of it, so the report can be built.
     traceback.clear_frames(exc.__traceback__)
