@@ -80,7 +80,8 @@ class AttemptSpec:
     safe defaults: the manifest's variables and the function's secrets,
     already merged. ``job_id`` is ``None`` for a synchronous call.
     ``memory_mb`` caps the child's address space; the interpreter alone needs
-    about 32 MiB of it.
+    about 32 MiB of it. Each string in ``redact`` (the secrets' values) is
+    masked wherever it shows in the outcome's error, traceback and logs.
     """
 
     code_dir: Path
@@ -94,6 +95,13 @@ class AttemptSpec:
     layer_dirs: Sequence[Path] = ()
     job_id: str | None = None
     attempt: int = 1
+    redact: Sequence[str] = ()
+
+
+# A value shorter than this is not redacted: masking every "a" or "1" would
+# garble the logs and hide nothing worth hiding.
+MIN_REDACTED_CHARS = 4
+REDACTED = "[redacted]"
 
 
 @dataclass(kw_only=True)
@@ -140,9 +148,23 @@ def run_attempt(
             tempfile.TemporaryFile() as report,
             tempfile.TemporaryFile() as logs,
         ):
-            return _run(spec, cancel, workdir, request, report, logs, started_at)
+            outcome = _run(spec, cancel, workdir, request, report, logs, started_at)
     finally:
         _remove_tree(workdir)
+    return _redacted(outcome, spec.redact)
+
+
+def _redacted(outcome: AttemptOutcome, values: Sequence[str]) -> AttemptOutcome:
+    """The outcome with ``values`` masked in everything it reports but the
+    result, which is the caller's own business."""
+    values = [value for value in values if len(value) >= MIN_REDACTED_CHARS]
+    for name in ("error", "traceback", "logs"):
+        text = getattr(outcome, name)
+        if text:
+            for value in values:
+                text = text.replace(value, REDACTED)
+            setattr(outcome, name, text)
+    return outcome
 
 
 def _run(

@@ -67,6 +67,7 @@ def prepare(
     """
     version = packages.current_version(function_id)
     manifest = json.loads(version.manifest)
+    secrets = _secrets(function_id, manifest["secrets"], settings)
 
     spec = AttemptSpec(
         code_dir=packages.checkout(version, settings),
@@ -76,10 +77,11 @@ def prepare(
         version=version.version,
         timeout_s=attempt_timeout_s(manifest["timeout"], settings.visibility_timeout_s),
         memory_mb=manifest["memory"],
-        env={**manifest["env"], **_secrets(function_id, manifest["secrets"], settings)},
+        env={**manifest["env"], **secrets},
         layer_dirs=_layer_dirs(function_id, manifest["layers"], settings),
         job_id=job_id,
         attempt=attempt,
+        redact=tuple(secrets.values()),
     )
     return spec, version.version
 

@@ -90,6 +90,35 @@ def test_the_value_never_appears_in_answers_or_logs(
     assert VALUE not in caplog.text
 
 
+LEAKS_THE_SECRET = (
+    "import os\n\n"
+    "def handler(event, context):\n"
+    "    print('token is', os.environ['API_TOKEN'])\n"
+    "    raise ValueError('bad token ' + os.environ['API_TOKEN'])\n"
+)
+
+
+def test_a_leaked_value_is_masked_in_the_error_traceback_and_logs(
+    client, auth, deploy, invoke, set_secret, make_zip
+):
+    set_secret("API_TOKEN", VALUE)
+    deploy(
+        "leaky",
+        make_zip({"function.toml": NAMES_THE_SECRET, "main.py": LEAKS_THE_SECRET}),
+    )
+
+    response = invoke("leaky")
+    invocation_id = response.json["error"]["invocationId"]
+    invocation = client.get(f"/invocations/{invocation_id}", headers=auth).json
+
+    assert response.status_code == 502
+    assert VALUE not in response.get_data(as_text=True)
+    assert response.json["error"]["message"] == "ValueError: bad token [redacted]"
+    assert "token is [redacted]" in invocation["logs"]
+    assert "[redacted]" in invocation["traceback"]
+    assert VALUE not in str(invocation)
+
+
 def test_a_secret_deleted_after_deploy_fails_the_call_clearly(
     client, auth, deploy, invoke, set_secret, make_zip
 ):
