@@ -356,12 +356,13 @@ def reap(max_lost: int, batch: int = 100) -> int:
     loop forever. Returns how many jobs were reaped.
     """
     now = utcnow()
+    is_expired = (Job.status == RUNNING) & (Job.lease_expires_at < now)
+    # A read first: a healthy queue is then checked without the write lock.
+    if not Job.select(Job.id).where(is_expired).exists():
+        return 0
+
     with models.write_transaction():
-        expired = list(
-            Job.select()
-            .where((Job.status == RUNNING) & (Job.lease_expires_at < now))
-            .limit(batch)
-        )
+        expired = list(Job.select().where(is_expired).limit(batch))
         for job in expired:
             lost = job.lost_count + 1
             error = f"lease expired: worker {job.worker_id} stopped answering"
@@ -481,21 +482,32 @@ def purge(retention_days: float, batch: int = 500) -> int:
     """
     cutoff = utcnow() - timedelta(days=retention_days)
     finished = [s.value for s in models.TERMINAL]
-    deleted = 0
-    while True:
+    old_jobs = Job.select(Job.id).where(
+        Job.status.in_(finished) & (Job.finished_at < cutoff)
+    )
+    old_calls = Invocation.select(Invocation.id).where(
+        Invocation.job.is_null() & (Invocation.started_at < cutoff)
+    )
+
+    deleted = calls = 0
+    # Ids are read inside the write transaction, so a job requeued meanwhile
+    # is not taken; the read outside it spares an idle queue the lock.
+    while old_jobs.exists():
         with models.write_transaction():
-            ids = [
-                job.id
-                for job in Job.select(Job.id)
-                .where(Job.status.in_(finished) & (Job.finished_at < cutoff))
-                .limit(batch)
-            ]
-            if not ids:
-                break
+            ids = [job.id for job in old_jobs.limit(batch)]
             Invocation.delete().where(Invocation.job.in_(ids)).execute()
             deleted += Job.delete().where(Job.id.in_(ids)).execute()
-    if deleted:
-        logger.info("purged %d finished job(s) older than %s", deleted, cutoff)
+    # Synchronous calls leave invocations of their own, kept just as long.
+    while ids := [row.id for row in old_calls.limit(batch)]:
+        calls += Invocation.delete().where(Invocation.id.in_(ids)).execute()
+
+    if deleted or calls:
+        logger.info(
+            "purged %d finished job(s) and %d synchronous invocation(s) older than %s",
+            deleted,
+            calls,
+            iso_utc(cutoff),
+        )
     return deleted
 
 

@@ -123,3 +123,23 @@ def test_purge_deletes_old_finished_jobs_and_frees_their_idempotency_key(db):
     assert Job.get_or_none(Job.id == kept.id) is not None
     again, created = jobs.enqueue("fn", idempotency_key="once")
     assert created and again.id != old.id
+
+
+def test_purge_deletes_old_synchronous_invocations_too(db):
+    old = Invocation.create(
+        function_id="fn", trigger="http", started_at=utcnow() - timedelta(days=8)
+    )
+    recent = Invocation.create(function_id="fn", trigger="http")
+
+    jobs.purge(retention_days=7)
+
+    assert Invocation.get_or_none(Invocation.id == old.id) is None
+    assert Invocation.get_or_none(Invocation.id == recent.id) is not None
+
+
+def test_reaping_a_healthy_queue_changes_nothing(db):
+    job, _ = jobs.enqueue("fn")
+    jobs.claim("w", 1, visibility_timeout_s=60)
+
+    assert jobs.reap(max_lost=5) == 0
+    assert Job.get_by_id(job.id).status == "RUNNING"
