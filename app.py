@@ -25,6 +25,7 @@ from errors import (
     PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
+    ValidationFailed,
 )
 from settings import Settings
 
@@ -59,6 +60,7 @@ def create_app(config: Settings | None = None) -> Flask:
     app.register_blueprint(functions.bp)
 
     app.before_request(authenticate)
+    app.before_request(refuse_unknown_query)
     app.register_error_handler(ErrandError, render_error)
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(Exception, render_unexpected_error)
@@ -95,6 +97,26 @@ def authenticate() -> None:
     if stored is None or not hmac.compare_digest(stored.key_hash, digest):
         raise Unauthorized("the API key is not valid")
     g.key_name = stored.name
+
+
+# The routes that read a query string; they validate it with their schema.
+QUERY_ENDPOINTS = frozenset({"jobs.get_job", "jobs.list_jobs"})
+
+
+def refuse_unknown_query() -> None:
+    """A query string on a route that reads none is refused, not ignored."""
+    if request.args and request.endpoint not in QUERY_ENDPOINTS:
+        raise ValidationFailed(
+            "this route takes no query parameters",
+            {name: "Unknown parameter." for name in request.args},
+        )
+
+
+def refuse_body() -> None:
+    """For routes that take no body: one sent anyway is refused, not ignored."""
+    request.max_content_length = 1
+    if request.content_length or request.get_data(cache=True):
+        raise BadRequest("this route takes no request body")
 
 
 def render_error(error: ErrandError) -> tuple[Response, int]:

@@ -28,7 +28,8 @@ Settings (environment variables):
   ERRAND_API_KEY             a bootstrap API key, accepted besides stored keys
   ERRAND_SECRET_KEY          Fernet key for secrets (default: generated into
                              the data folder)
-  ERRAND_MAX_EVENT_BYTES     largest enqueue body in bytes (default 1 MiB)
+  ERRAND_MAX_EVENT_BYTES     largest enqueue or invoke body in bytes
+                             (default 1 MiB)
   ERRAND_VISIBILITY_TIMEOUT  lease of a claimed job in seconds (default 1350)
   ERRAND_RETENTION_DAYS      days finished jobs are kept (default 7)
   ERRAND_BACKOFF_BASE_S      first retry delay in seconds (default 1)

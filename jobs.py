@@ -312,7 +312,6 @@ def stop(claim: Claim, outcome, version: int | None) -> bool:
                 status=JobStatus.CANCELLED.value,
                 finished_at=utcnow(),
                 lease_expires_at=None,
-                last_error="cancelled while running",
             )
             .where(claim.guard())
             .execute()

@@ -7,7 +7,7 @@ import time
 from flask import Blueprint, jsonify, request, url_for
 
 import jobs
-from app import current_settings, read_json_object
+from app import current_settings, read_json_object, refuse_body
 from models import Invocation, Job, JobStatus
 from schemas.common import as_naive_utc, load
 from schemas.jobs import (
@@ -93,9 +93,11 @@ def list_jobs():
 
 @bp.post("/jobs/<job_id>/requeue")
 def requeue(job_id: str):
+    refuse_body()
     return jsonify(job_schema.dump(jobs.requeue(job_id)))
 
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str):
+    refuse_body()
     return jsonify(job_schema.dump(jobs.cancel(job_id)))

@@ -155,11 +155,12 @@ def _store_version(function_id: str, package: Package) -> tuple[FunctionVersion,
             manifest=json.dumps(package.manifest),
         )
 
-    (
-        Function.update(latest_version=version.version, updated_at=utcnow())
-        .where(Function.id == function_id)
-        .execute()
-    )
+    if function.latest_version != version.version:
+        (
+            Function.update(latest_version=version.version, updated_at=utcnow())
+            .where(Function.id == function_id)
+            .execute()
+        )
     action = "deployed" if created else "redeployed"
     logger.info(
         "function %s: %s version %d (sha256 %s)",
@@ -178,15 +179,13 @@ def _check_references(manifest: dict[str, Any]) -> None:
         "layers": _missing(Layer, Layer.name, manifest["layers"]),
         "secrets": _missing(Secret, Secret.name, manifest["secrets"]),
     }
-    missing = {key: names for key, names in missing.items() if names}
-    if missing:
-        described = "; ".join(
-            f"unknown {key}: {', '.join(names)}" for key, names in missing.items()
-        )
-        raise InvalidPackage(
-            f"{MANIFEST} names what does not exist ({described})",
-            {key: f"unknown: {', '.join(names)}" for key, names in missing.items()},
-        )
+    fields = {
+        key: f"not found: {', '.join(names)}" for key, names in missing.items() if names
+    }
+    if fields:
+        described = "; ".join(f"{key}: {text}" for key, text in fields.items())
+        message = f"{MANIFEST} names what does not exist ({described})"
+        raise InvalidPackage(message, fields)
 
 
 def _missing(model: type[pw.Model], key: pw.Field, names: list[str]) -> list[str]:

@@ -139,8 +139,8 @@ def test_unknown_layers_and_secrets_are_refused_by_name(
     error = response.json["error"]
     assert error["code"] == "invalid_package"
     assert error["fields"] == {
-        "layers": "unknown: nope, gone",
-        "secrets": "unknown: MISSING",
+        "layers": "not found: nope, gone",
+        "secrets": "not found: MISSING",
     }
     nothing_stored()
 

@@ -33,6 +33,17 @@ def test_deploying_the_same_archive_again_keeps_one_version(deploy, hello_files)
     assert FunctionVersion.select().count() == 1
 
 
+def test_an_unchanged_redeploy_leaves_the_update_time(
+    client, auth, deploy, hello_files
+):
+    deploy("hello", hello_files())
+    before = client.get("/functions/hello", headers=auth).json["updatedAt"]
+
+    deploy("hello", hello_files())
+
+    assert client.get("/functions/hello", headers=auth).json["updatedAt"] == before
+
+
 def test_changed_code_makes_version_2(deploy, hello_files):
     deploy("hello", hello_files())
 

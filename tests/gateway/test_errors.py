@@ -7,6 +7,8 @@ import logging
 import pytest
 from flask import abort
 
+import models
+
 
 def assert_envelope(response, status: int, code: str) -> dict:
     """The response is the JSON envelope; returns its ``error`` object."""
@@ -106,3 +108,36 @@ def test_a_validation_error_names_its_fields(client, auth, make_function):
     error = assert_envelope(response, 400, "validation_error")
     assert set(error) == {"code", "message", "fields"}
     assert set(error["fields"]) == {"priority"}
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/functions"),
+        ("GET", "/secrets"),
+        ("POST", "/functions/echo/invoke-async"),
+        ("GET", "/jobs/some-id/invocations"),
+        ("POST", "/jobs/some-id/cancel"),
+    ],
+)
+def test_a_query_string_on_a_route_that_reads_none_is_refused(
+    client, auth, method, path
+):
+    response = client.open(f"{path}?foo=1", method=method, headers=auth)
+
+    error = response.get_json()["error"]
+    assert response.status_code == 400
+    assert error["fields"] == {"foo": "Unknown parameter."}
+
+
+@pytest.mark.parametrize("action", ["requeue", "cancel"])
+def test_a_body_on_a_route_that_takes_none_is_refused(client, auth, make_job, action):
+    job = make_job()
+
+    response = client.post(
+        f"/jobs/{job.id}/{action}", json={"maxAttempts": 5}, headers=auth
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "bad_request"
+    assert models.Job.get_by_id(job.id).status == "PENDING"

@@ -143,3 +143,14 @@ def test_reaping_a_healthy_queue_changes_nothing(db):
 
     assert jobs.reap(max_lost=5) == 0
     assert Job.get_by_id(job.id).status == "RUNNING"
+
+
+def test_a_stopped_job_is_cancelled_without_an_error(db):
+    job, _ = jobs.enqueue("fn")
+    (claim,) = jobs.claim("w", 1, visibility_timeout_s=60)
+    jobs.cancel(job.id)
+
+    jobs.stop(claim, outcome("CANCELLED", "cancelled while running"), 1)
+
+    job = Job.get_by_id(job.id)
+    assert (job.status, job.last_error) == ("CANCELLED", None)
