@@ -59,12 +59,16 @@ class Claim:
         return self.job.attempts
 
     def guard(self) -> pw.Expression:
-        """True only while the job is still held by this claim."""
+        """True only while the job is still held by this very claim.
+
+        The token, not the worker and attempt number, tells claims apart: a
+        job reaped and then claimed again by the same worker has the same
+        attempt number, but a new token.
+        """
         return (
             (Job.id == self.job.id)
             & (Job.status == RUNNING)
-            & (Job.worker_id == self.worker_id)
-            & (Job.attempts == self.job.attempts)
+            & (Job.claim_token == self.job.claim_token)
         )
 
 
@@ -151,15 +155,16 @@ def claim(worker_id: str, slots: int, visibility_timeout_s: float) -> list[Claim
     if slots <= 0:
         return []
 
-    now = utcnow()
     # A read first: an idle worker then polls without taking the write lock.
-    ready = Job.select(Job.id).where((Job.status == PENDING) & (Job.run_at <= now))
+    ready = Job.select(Job.id).where((Job.status == PENDING) & (Job.run_at <= utcnow()))
     if not ready.exists():
         return []
 
     with models.write_transaction():
         if isinstance(models.db.obj, pw.PostgresqlDatabase):
             models.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK_ID,))
+        # The lease starts once the lock is held, however long that took.
+        now = utcnow()
         chosen = _pick_ready(now, slots)
         if not chosen:
             return []
@@ -169,10 +174,10 @@ def claim(worker_id: str, slots: int, visibility_timeout_s: float) -> list[Claim
             Job.update(
                 status=RUNNING,
                 worker_id=worker_id,
+                claim_token=models.new_id(),
                 attempts=Job.attempts + 1,
                 started_at=now,
                 lease_expires_at=lease,
-                cancel_requested=False,
             )
             .where(Job.id.in_(chosen) & (Job.status == PENDING))
             .returning(Job)
@@ -287,7 +292,10 @@ def fail(
     changes.update(last_error=outcome.error, lease_expires_at=None)
 
     with models.write_transaction():
-        held = Job.update(**changes).where(claim.guard()).execute()
+        if verb == "retrying" and _cancel_if_asked(claim.guard(), now):
+            held, verb = 1, "cancelled"
+        else:
+            held = Job.update(**changes).where(claim.guard()).execute()
         if held:
             _record(claim, outcome, version)
     if held and verb == "retrying":
@@ -327,23 +335,26 @@ def release(claim: Claim, reason: str) -> bool:
     For a worker shutting down: the attempt it had to kill is recorded
     ``LOST``, and the job runs again as soon as another worker is free.
     """
-    now = utcnow()
+    now, verb = utcnow(), "released"
     with models.write_transaction():
-        held = (
-            Job.update(
-                status=PENDING,
-                attempts=Job.attempts - 1,
-                run_at=now,
-                worker_id=None,
-                lease_expires_at=None,
+        if _cancel_if_asked(claim.guard(), now):
+            held, verb = 1, "cancelled"
+        else:
+            held = (
+                Job.update(
+                    status=PENDING,
+                    attempts=Job.attempts - 1,
+                    run_at=now,
+                    worker_id=None,
+                    lease_expires_at=None,
+                )
+                .where(claim.guard())
+                .execute()
             )
-            .where(claim.guard())
-            .execute()
-        )
         if held:
             _mark_lost(claim.job.id, claim.attempt, reason, now)
     if held:
-        _log("released", claim.job, "%s", reason, level=logging.WARNING)
+        _log(verb, claim.job, "%s", reason, level=logging.WARNING)
     return bool(held)
 
 
@@ -352,7 +363,8 @@ def reap(max_lost: int, batch: int = 100) -> int:
 
     A lost delivery does not spend an attempt, but a job lost more than
     ``max_lost`` times is buried, so that a job that kills its worker cannot
-    loop forever. Returns how many jobs were reaped.
+    loop forever; one whose cancellation was asked for ends ``CANCELLED``.
+    Returns how many jobs were reaped.
     """
     now = utcnow()
     is_expired = (Job.status == RUNNING) & (Job.lease_expires_at < now)
@@ -360,12 +372,16 @@ def reap(max_lost: int, batch: int = 100) -> int:
     if not Job.select(Job.id).where(is_expired).exists():
         return 0
 
+    reaped = []
     with models.write_transaction():
-        expired = list(Job.select().where(is_expired).limit(batch))
-        for job in expired:
+        for job in Job.select().where(is_expired).limit(batch):
             lost = job.lost_count + 1
             error = f"lease expired: worker {job.worker_id} stopped answering"
-            if lost > max_lost:
+            if job.cancel_requested:
+                verb = "cancelled"
+                changes = {"status": JobStatus.CANCELLED.value, "finished_at": now}
+            elif lost > max_lost:
+                verb = "dead"
                 changes = {
                     "status": JobStatus.DEAD.value,
                     "finished_at": now,
@@ -373,6 +389,7 @@ def reap(max_lost: int, batch: int = 100) -> int:
                     f"allowed; the last time: {error}",
                 }
             else:
+                verb = "lost"
                 changes = {
                     "status": PENDING,
                     "attempts": Job.attempts - 1,
@@ -380,23 +397,28 @@ def reap(max_lost: int, batch: int = 100) -> int:
                     "last_error": error,
                 }
             changes.update(lost_count=lost, worker_id=None, lease_expires_at=None)
-            Job.update(**changes).where(
-                (Job.id == job.id) & (Job.status == RUNNING)
-            ).execute()
-            _mark_lost(job.id, job.attempts, error, now)
 
-    for job in expired:
-        dead = job.lost_count + 1 > max_lost
+            # Only the claim read above: never one made since.
+            same_claim = (
+                (Job.id == job.id)
+                & (Job.status == RUNNING)
+                & (Job.claim_token == job.claim_token)
+            )
+            if Job.update(**changes).where(same_claim).execute():
+                _mark_lost(job.id, job.attempts, error, now)
+                reaped.append((job, verb))
+
+    for job, verb in reaped:
         _log(
-            "dead" if dead else "lost",
+            verb,
             job,
             "lease expired (worker %s), lost %d time(s)%s",
             job.worker_id,
             job.lost_count + 1,
-            "" if dead else "; returned to the queue",
+            "; returned to the queue" if verb == "lost" else "",
             level=logging.WARNING,
         )
-    return len(expired)
+    return len(reaped)
 
 
 def requeue(job_id: str) -> Job:
@@ -489,13 +511,21 @@ def purge(retention_days: float, batch: int = 500) -> int:
     )
 
     deleted = calls = 0
-    # Ids are read inside the write transaction, so a job requeued meanwhile
-    # is not taken; the read outside it spares an idle queue the lock.
+    # The read outside the write transaction spares an idle queue the lock;
+    # inside it, each batch is checked again as it is deleted.
     while old_jobs.exists():
         with models.write_transaction():
             ids = [job.id for job in old_jobs.limit(batch)]
-            Invocation.delete().where(Invocation.job.in_(ids)).execute()
-            deleted += Job.delete().where(Job.id.in_(ids)).execute()
+            # Deleted only if still finished and old, and a job's
+            # invocations with it.
+            gone = old_jobs.where(Job.id.in_(ids))
+            Invocation.delete().where(Invocation.job.in_(gone)).execute()
+            deleted += (
+                Job.delete()
+                .where(Job.id.in_(ids) & Job.status.in_(finished))
+                .where(Job.finished_at < cutoff)
+                .execute()
+            )
     # Synchronous calls leave invocations of their own, kept just as long.
     while ids := [row.id for row in old_calls.limit(batch)]:
         calls += Invocation.delete().where(Invocation.id.in_(ids)).execute()
@@ -508,6 +538,21 @@ def purge(retention_days: float, batch: int = 500) -> int:
             iso_utc(cutoff),
         )
     return deleted
+
+
+def _cancel_if_asked(guard: pw.Expression, now: datetime) -> bool:
+    """End a held job ``CANCELLED`` if its cancellation was asked for.
+
+    Called where a job would otherwise go back to the queue: a cancel that
+    was accepted must not be undone by a retry or a redelivery.
+    """
+    return bool(
+        Job.update(
+            status=JobStatus.CANCELLED.value, finished_at=now, lease_expires_at=None
+        )
+        .where(guard & Job.cancel_requested)
+        .execute()
+    )
 
 
 def _record(claim: Claim, outcome, version: int | None) -> None:

@@ -151,6 +151,8 @@ class Job(BaseModel):
     started_at = pw.DateTimeField(null=True)
     finished_at = pw.DateTimeField(null=True)
     worker_id = pw.CharField(max_length=128, null=True)
+    # Made anew by every claim: a worker's write must name the claim it holds.
+    claim_token = pw.CharField(max_length=36, null=True)
     lease_expires_at = pw.DateTimeField(null=True)
     cancel_requested = pw.BooleanField(default=False)
 

@@ -154,3 +154,42 @@ def test_a_stopped_job_is_cancelled_without_an_error(db):
 
     job = Job.get_by_id(job.id)
     assert (job.status, job.last_error) == ("CANCELLED", None)
+
+
+def test_a_claim_lost_and_taken_again_by_the_same_worker_cannot_settle(db):
+    job, _ = jobs.enqueue("fn")
+    (stale,) = jobs.claim("w", 1, visibility_timeout_s=0)
+    jobs.reap(max_lost=5)
+    (fresh,) = jobs.claim("w", 1, visibility_timeout_s=60)
+
+    assert jobs.succeed(stale, outcome("SUCCEEDED", None), 1) is False
+
+    invocation = Invocation.get_by_id(fresh.invocation_id)
+    assert invocation.status == "RUNNING"
+    assert jobs.succeed(fresh, outcome("SUCCEEDED", None), 1) is True
+
+
+def test_a_cancel_asked_for_wins_over_a_retry(db):
+    job, _ = jobs.enqueue("fn", max_attempts=3)
+    (claim,) = jobs.claim("w", 1, visibility_timeout_s=60)
+    jobs.cancel(job.id)
+
+    jobs.fail(claim, outcome(), 1, backoff_base_s=0, backoff_cap_s=0)
+
+    assert Job.get_by_id(job.id).status == "CANCELLED"
+    assert jobs.claim("w", 1, visibility_timeout_s=60) == []
+
+
+def test_a_cancel_asked_for_wins_over_a_release_or_a_redelivery(db):
+    released, _ = jobs.enqueue("fn")
+    (claim,) = jobs.claim("w", 1, visibility_timeout_s=60)
+    jobs.cancel(released.id)
+    jobs.release(claim, "shutting down")
+
+    reaped, _ = jobs.enqueue("fn")
+    jobs.claim("w", 1, visibility_timeout_s=0)
+    jobs.cancel(reaped.id)
+    jobs.reap(max_lost=5)
+
+    assert Job.get_by_id(released.id).status == "CANCELLED"
+    assert Job.get_by_id(reaped.id).status == "CANCELLED"
