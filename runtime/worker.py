@@ -18,7 +18,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import peewee as pw
+
 import jobs
+import models
 from errors import ErrandError
 from models import InvocationStatus, utcnow
 from runtime import invoke
@@ -31,6 +34,8 @@ logger = logging.getLogger(__name__)
 CANCEL_CHECK_S = 0.5
 # How often finished jobs past the retention are purged.
 PURGE_EVERY_S = 300.0
+# How long the worker waits after a database error before trying again.
+DATABASE_RETRY_S = 2.0
 
 
 @dataclass
@@ -58,6 +63,8 @@ class Worker:
         self.grace_s = grace_s
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
 
+        # Keyed by invocation id: one entry per claim, even if a job comes
+        # back to this worker while an old attempt of it is still settling.
         self.running: dict[str, Running] = {}
         self.lock = threading.Lock()
         self.wake = threading.Event()
@@ -105,21 +112,25 @@ class Worker:
     def _loop(self) -> None:
         next_reap = next_purge = next_cancel_check = 0.0
         while not self.stopping.is_set():
-            now = time.monotonic()
-            if now >= next_reap:
-                jobs.reap(self.config.max_lost)
-                next_reap = now + self.reap_every_s
-            if now >= next_purge:
-                jobs.purge(self.config.retention_days)
-                next_purge = now + PURGE_EVERY_S
-            if now >= next_cancel_check:
-                self._forward_cancellations()
-                next_cancel_check = now + CANCEL_CHECK_S
+            try:
+                now = time.monotonic()
+                if now >= next_reap:
+                    jobs.reap(self.config.max_lost)
+                    next_reap = now + self.reap_every_s
+                if now >= next_purge:
+                    jobs.purge(self.config.retention_days)
+                    next_purge = now + PURGE_EVERY_S
+                if now >= next_cancel_check:
+                    self._forward_cancellations()
+                    next_cancel_check = now + CANCEL_CHECK_S
 
-            free = self.concurrency - len(self.running)
-            claimed = self._claim(free) if free > 0 else 0
-            if claimed and claimed == free:
-                continue  # there may be more ready work: ask again at once
+                free = self.concurrency - len(self.running)
+                claimed = self._claim(free) if free > 0 else 0
+                if claimed and claimed == free:
+                    continue  # there may be more ready work: ask again at once
+            except pw.DatabaseError as exc:
+                self._database_failed(exc)
+                continue
 
             # Sleep until the next poll, or until an attempt frees its slot.
             timeout = self.config.poll_interval_s
@@ -128,22 +139,39 @@ class Worker:
             self.wake.wait(timeout)
             self.wake.clear()
 
+    def _database_failed(self, exc: Exception) -> None:
+        """Ride out a database that is locked, restarting or unreachable.
+
+        Attempts already running go on; the connection is dropped so that the
+        next step reconnects, after a pause that keeps the worker from
+        hammering a database in trouble.
+        """
+        logger.warning(
+            "worker %s: the database failed (%s: %s); retrying in %.0f s",
+            self.id,
+            type(exc).__name__,
+            exc,
+            DATABASE_RETRY_S,
+        )
+        models.db.close()
+        self.stopping.wait(DATABASE_RETRY_S)
+
     def _claim(self, free: int) -> int:
         claims = jobs.claim(self.id, free, self.config.visibility_timeout_s)
         for claim in claims:
             running = Running(claim)
             with self.lock:
-                self.running[claim.job.id] = running
+                self.running[claim.invocation_id] = running
             self.pool.submit(self._attempt, running)
         return len(claims)
 
     def _forward_cancellations(self) -> None:
         with self.lock:
-            ids = list(self.running)
-        for job_id in jobs.cancel_requested(ids):
-            with self.lock:
-                running = self.running.get(job_id)
-            if running is not None and not running.cancel.is_set():
+            held = list(self.running.values())
+        asked = jobs.cancel_requested([running.claim.job.id for running in held])
+        for running in held:
+            job_id = running.claim.job.id
+            if job_id in asked and not running.cancel.is_set():
                 logger.info("job %s: cancel requested; stopping its attempt", job_id)
                 running.cancel.set()
 
@@ -161,9 +189,10 @@ class Worker:
                 claim.job.id,
                 claim.attempt,
             )
+            models.db.close()  # this thread reconnects for its next attempt
         finally:
             with self.lock:
-                self.running.pop(claim.job.id, None)
+                self.running.pop(claim.invocation_id, None)
             self.wake.set()
 
     def _execute(self, running: Running) -> tuple[AttemptOutcome, int | None]:
@@ -176,18 +205,14 @@ class Worker:
                 attempt=claim.attempt,
                 settings=self.config,
             )
+            return run_attempt(spec, running.cancel), version
         except ErrandError as exc:
-            now = utcnow()
-            outcome = AttemptOutcome(
-                status=InvocationStatus.FAILED,
-                error=exc.message,
-                error_type=type(exc).__name__,
-                started_at=now,
-                finished_at=now,
-                duration_ms=0.0,
-            )
-            return outcome, None
-        return run_attempt(spec, running.cancel), version
+            return _not_started(type(exc).__name__, exc.message), None
+        except Exception as exc:
+            # The job fails now, with the reason, rather than staying RUNNING
+            # until its lease runs out.
+            logger.exception("job %s: the attempt could not start", claim.job.id)
+            return _not_started(type(exc).__name__, f"could not start: {exc}"), None
 
     def _settle(
         self, running: Running, outcome: AttemptOutcome, version: int | None
@@ -214,9 +239,14 @@ class Worker:
         A stopped attempt's job goes back to ``PENDING`` without spending
         the attempt, so shutting down loses nothing.
         """
-        deadline = time.monotonic() + self.grace_s
-        while self.running and time.monotonic() < deadline:
-            self.wake.wait(min(0.2, max(deadline - time.monotonic(), 0)))
+        # A second signal sets the grace to zero: read it on every turn.
+        stopped_at = time.monotonic()
+        while self.running and time.monotonic() < stopped_at + self.grace_s:
+            try:
+                self._forward_cancellations()
+            except pw.DatabaseError as exc:
+                logger.warning("worker %s: the database failed: %s", self.id, exc)
+            self.wake.wait(CANCEL_CHECK_S)
             self.wake.clear()
 
         with self.lock:
@@ -230,6 +260,19 @@ class Worker:
             running.shutting_down = True
             running.cancel.set()
         self.pool.shutdown(wait=True)
+
+
+def _not_started(error_type: str, message: str) -> AttemptOutcome:
+    """The outcome of an attempt that failed before its handler could run."""
+    now = utcnow()
+    return AttemptOutcome(
+        status=InvocationStatus.FAILED,
+        error=f"{error_type}: {message}",
+        error_type=error_type,
+        started_at=now,
+        finished_at=now,
+        duration_ms=0.0,
+    )
 
 
 def _redact(url: str) -> str:

@@ -6,9 +6,11 @@ import signal
 import time
 from datetime import timedelta
 
+
 from models import Invocation, InvocationStatus, Job
 
 SUCCEEDED = InvocationStatus.SUCCEEDED.value
+AUTH = {"Authorization": "Bearer test-key"}
 
 # What a poll and the start of an attempt may add to a wait, at most.
 SLACK_S = 1.0
@@ -215,3 +217,30 @@ def test_graceful_shutdown_lets_attempts_within_the_grace_finish(queue):
 
     assert worker.wait(timeout=15) == 0
     assert Job.get_by_id(job_id).status == "SUCCEEDED"
+
+
+def test_a_second_signal_cuts_the_grace_short(queue):
+    queue.deploy("slow")
+    job_id = queue.enqueue("slow", event={"seconds": 60})
+    worker = queue.start_worker("--grace", "60")
+    queue.wait_until_running(job_id)
+
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=15) == 0
+    assert time.monotonic() - started < 10
+    assert Job.get_by_id(job_id).status == "PENDING"
+
+
+def test_a_job_whose_function_is_gone_fails_at_once_with_the_reason(queue):
+    queue.deploy("hello")
+    job_id = queue.enqueue("hello", maxAttempts=1)
+    queue.client.delete("/functions/hello", headers=AUTH)
+
+    queue.start_worker()
+    queue.wait_for([job_id], ("DEAD",), timeout_s=20)
+
+    assert queue.job(job_id)["lastError"] == "NotFound: no function 'hello'"
