@@ -6,7 +6,6 @@ import signal
 import time
 from datetime import timedelta
 
-
 from models import Invocation, InvocationStatus, Job
 
 SUCCEEDED = InvocationStatus.SUCCEEDED.value
