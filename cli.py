@@ -19,6 +19,7 @@ import settings as settings_module
 from app import hash_key
 from errors import ConfigError
 from models import iso_utc
+from settings import redacted_url
 
 ENVIRONMENT_HELP = """
 \b
@@ -109,7 +110,7 @@ def keys_create(name: str) -> None:
     # Only the key goes to stdout, so that it can be captured; the database
     # it was stored in goes to stderr, as the key works only against it.
     click.echo(key)
-    click.echo(f"stored in {config.database_url}", err=True)
+    click.echo(f"stored in {redacted_url(config.database_url)}", err=True)
 
 
 @keys.command("list")

@@ -66,8 +66,10 @@ def load(env: dict[str, str] | None = None) -> Settings:
         max_event_bytes=_number(
             env, "ERRAND_MAX_EVENT_BYTES", MiB, 1024, 64 * MiB, int
         ),
+        # The shortest lease still leaves an attempt one second after the
+        # executor's kill grace and the slack for settling (runtime.invoke).
         visibility_timeout_s=_number(
-            env, "ERRAND_VISIBILITY_TIMEOUT", 1350.0, 2.0, 86400.0
+            env, "ERRAND_VISIBILITY_TIMEOUT", 1350.0, 5.0, 86400.0
         ),
         retention_days=_number(env, "ERRAND_RETENTION_DAYS", 7.0, 0.0, 3650.0),
         backoff_base_s=_number(env, "ERRAND_BACKOFF_BASE_S", 1.0, 0.0, 3600.0),
@@ -75,3 +77,13 @@ def load(env: dict[str, str] | None = None) -> Settings:
         poll_interval_s=_number(env, "ERRAND_POLL_INTERVAL_S", 0.5, 0.01, 60.0),
         max_lost=_number(env, "ERRAND_MAX_LOST", 5, 0, 1000, int),
     )
+
+
+def redacted_url(url: str) -> str:
+    """A database URL without its password, fit for a log line."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

@@ -109,11 +109,10 @@ def delete_function(function_id: str):
 def invoke_function(function_id: str):
     config = current_settings()
     body = load(InvokeSchema(), read_json_object(config.max_event_bytes))
-    event = {} if body["event"] is None else body["event"]
 
     # TODO: stop the attempt when the client hangs up; until then it runs
     # to its end or its timeout, holding a gateway thread all the while.
-    outcome, invocation = invoke.invoke_sync(function_id, event, config)
+    outcome, invocation = invoke.invoke_sync(function_id, body["event"], config)
     if outcome.status == InvocationStatus.SUCCEEDED:
         return jsonify(
             {

@@ -157,7 +157,12 @@ def run_attempt(
 def _redacted(outcome: AttemptOutcome, values: Sequence[str]) -> AttemptOutcome:
     """The outcome with ``values`` masked in everything it reports but the
     result, which is the caller's own business."""
-    values = [value for value in values if len(value) >= MIN_REDACTED_CHARS]
+    # Longest first, so that a secret holding a shorter one is masked whole.
+    values = sorted(
+        (value for value in values if len(value) >= MIN_REDACTED_CHARS),
+        key=len,
+        reverse=True,
+    )
     for name in ("error", "traceback", "logs"):
         text = getattr(outcome, name)
         if text:

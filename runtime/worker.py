@@ -26,7 +26,7 @@ from errors import ErrandError
 from models import InvocationStatus, utcnow
 from runtime import invoke
 from runtime.executor import AttemptOutcome, run_attempt
-from settings import Settings
+from settings import Settings, redacted_url
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Worker:
         logger.info(
             "worker %s started: database %s, concurrency %d, visibility timeout %.0f s",
             self.id,
-            _redact(self.config.database_url),
+            redacted_url(self.config.database_url),
             self.concurrency,
             self.config.visibility_timeout_s,
         )
@@ -273,16 +273,6 @@ def _not_started(error_type: str, message: str) -> AttemptOutcome:
         finished_at=now,
         duration_ms=0.0,
     )
-
-
-def _redact(url: str) -> str:
-    """A database URL without its password, fit for a log line."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
 
 
 def _signame(signum: int) -> str:

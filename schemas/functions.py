@@ -50,6 +50,11 @@ def _names(pattern: str, what: str) -> fields.List:
     )
 
 
+# A process environment cannot hold a NUL byte: refuse it up front, not when
+# an attempt starts.
+NO_NUL = validate.Regexp(r"^[^\x00]*$", error="must not contain a NUL character")
+
+
 class ManifestSchema(Schema):
     """``function.toml``, as parsed by ``tomllib``; unknown keys fail."""
 
@@ -74,7 +79,7 @@ class ManifestSchema(Schema):
         keys=fields.String(
             validate=validate.Regexp(ENV_NAME_PATTERN, error="not a variable name")
         ),
-        values=fields.String(),
+        values=fields.String(validate=NO_NUL),
         load_default=dict,
     )
 
@@ -158,7 +163,8 @@ class SecretValueSchema(Schema):
     """The body of ``PUT /secrets/<name>``."""
 
     value = fields.String(
-        required=True, validate=validate.Length(min=1, max=MAX_SECRET_CHARS)
+        required=True,
+        validate=[validate.Length(min=1, max=MAX_SECRET_CHARS), NO_NUL],
     )
 
 

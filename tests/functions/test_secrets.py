@@ -197,3 +197,10 @@ def test_a_value_stored_under_another_key_is_reported_unreadable(settings):
 
     with pytest.raises(ErrandError, match="API_TOKEN.*another secret key"):
         secretbox.decrypt("API_TOKEN", foreign, settings)
+
+
+def test_a_value_with_a_nul_character_is_refused(set_secret):
+    response = set_secret("API_TOKEN", "abc\x00def")
+
+    assert response.status_code == 400
+    assert "NUL" in response.json["error"]["fields"]["value"]

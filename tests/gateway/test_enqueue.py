@@ -200,7 +200,15 @@ def test_a_chunked_body_at_the_size_limit_is_accepted(small_client, auth):
 
 @pytest.mark.parametrize(
     "data",
-    [b"{", b"not json", b"{'single': 'quotes'}", b"NaN", b'{"n": Infinity}', b"\xff"],
+    [
+        b"{",
+        b"not json",
+        b"{'single': 'quotes'}",
+        b"NaN",
+        b'{"n": Infinity}',
+        b"\xff",
+        b'{"event": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    ],
 )
 def test_a_body_that_is_not_json_answers_400(client, auth, data):
     response = post_raw(client, auth, data)

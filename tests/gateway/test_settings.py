@@ -62,3 +62,16 @@ def test_the_sqlite_database_runs_in_wal_mode_with_a_busy_timeout(app, settings)
     assert journal_mode == "wal"
     assert busy_timeout > 0
     assert Path(settings.data_dir / "errand.db").is_file()
+
+
+def test_a_lease_too_short_for_any_attempt_is_refused_at_start_up():
+    with pytest.raises(ConfigError, match="5.0..86400.0"):
+        settings_module.load({"ERRAND_VISIBILITY_TIMEOUT": "4"})
+
+
+def test_a_database_url_is_logged_without_its_password():
+    url = "postgresql://errand:hunter22@db.internal:5432/errand"
+
+    assert settings_module.redacted_url(url) == (
+        "postgresql://errand:***@db.internal:5432/errand"
+    )

@@ -635,3 +635,20 @@ def test_attempts_run_in_parallel_threads(make_spec):
         outcomes = list(pool.map(run_attempt, specs))
 
     assert [outcome.result for outcome in outcomes] == [0, 10, 20, 30, 40, 50]
+
+
+def test_a_secret_holding_a_shorter_one_is_masked_whole(make_spec):
+    spec = make_spec(
+        """
+        def handler(event, context):
+            print("password is prod-db-password-9f8e")
+            raise ValueError("prod-db-password-9f8e")
+        """,
+        redact=("prod", "prod-db-password-9f8e"),
+    )
+
+    outcome = run_attempt(spec)
+
+    assert outcome.error == "ValueError: [redacted]"
+    assert "password is [redacted]" in outcome.logs
+    assert "9f8e" not in outcome.logs + outcome.traceback
