@@ -41,8 +41,8 @@ def attempt_timeout_s(manifest_timeout_s: float, visibility_timeout_s: float) ->
     slack = max(LEASE_SLACK_S, visibility_timeout_s * LEASE_SLACK_SHARE)
     budget = visibility_timeout_s - KILL_GRACE_S - slack
     if budget < MIN_TIMEOUT_S:
-        # TODO: refuse such a lease at start-up instead; settings cannot see
-        # the executor's kill grace yet.
+        # Settings refuse a lease this short at start-up; this guards the
+        # arithmetic should the kill grace or the slack ever grow.
         raise ConfigError(
             f"a visibility timeout of {visibility_timeout_s} s leaves no time for "
             f"an attempt; it must be at least "
