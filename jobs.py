@@ -156,6 +156,8 @@ def claim(worker_id: str, slots: int, visibility_timeout_s: float) -> list[Claim
         return []
 
     # A read first: an idle worker then polls without taking the write lock.
+    # TODO: this read ignores concurrency limits, so a deep backlog behind a
+    # full key still takes the write lock on every poll, to claim nothing.
     ready = Job.select(Job.id).where((Job.status == PENDING) & (Job.run_at <= utcnow()))
     if not ready.exists():
         return []
