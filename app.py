@@ -12,6 +12,7 @@ import json
 import logging
 from typing import Any
 
+import peewee as pw
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -151,6 +152,10 @@ def _http_message(status: int, error: HTTPException) -> str:
 
 def render_unexpected_error(error: Exception) -> tuple[Response, int]:
     logger.exception("unhandled error on %s %s", request.method, request.path)
+    if isinstance(error, pw.DatabaseError):
+        # This thread's connection may be broken (a database restart, say):
+        # drop it, and the next request on the thread connects afresh.
+        models.db.close()
     return render_error(ErrandError("internal error; the gateway's log has details"))
 
 

@@ -20,5 +20,6 @@ def healthz():
         models.db.execute_sql("SELECT 1").fetchone()
     except pw.PeeweeException as exc:
         logger.warning("health check: the database does not answer: %s", exc)
+        models.db.close()
         return jsonify({"status": "error", "database": "unavailable"}), 503
     return jsonify({"status": "ok", "database": "ok"})
