@@ -256,21 +256,14 @@ def _running_per_key(candidates: pw.Select) -> dict[str, int]:
 
 def succeed(claim: Claim, outcome, version: int | None) -> bool:
     """The attempt returned: the job is ``SUCCEEDED`` with its result."""
-    now = utcnow()
-    with models.write_transaction():
-        held = (
-            Job.update(
-                status=JobStatus.SUCCEEDED.value,
-                result=json.dumps(outcome.result),
-                finished_at=now,
-                lease_expires_at=None,
-            )
-            .where(claim.guard())
-            .execute()
-        )
-        if held:
-            _record(claim, outcome, version)
-    return _settled(claim, held, "succeeded", outcome)
+    return _finish(
+        claim,
+        outcome,
+        version,
+        "succeeded",
+        status=JobStatus.SUCCEEDED.value,
+        result=json.dumps(outcome.result),
+    )
 
 
 def fail(
@@ -316,19 +309,22 @@ def fail(
 
 def stop(claim: Claim, outcome, version: int | None) -> bool:
     """A running job whose cancellation was asked for is now ``CANCELLED``."""
+    return _finish(
+        claim, outcome, version, "cancelled", status=JobStatus.CANCELLED.value
+    )
+
+
+def _finish(claim: Claim, outcome, version: int | None, verb: str, **changes) -> bool:
+    """End a held job with ``changes`` and record how its attempt ended."""
     with models.write_transaction():
         held = (
-            Job.update(
-                status=JobStatus.CANCELLED.value,
-                finished_at=utcnow(),
-                lease_expires_at=None,
-            )
+            Job.update(finished_at=utcnow(), lease_expires_at=None, **changes)
             .where(claim.guard())
             .execute()
         )
         if held:
             _record(claim, outcome, version)
-    return _settled(claim, held, "cancelled", outcome)
+    return _settled(claim, held, verb, outcome)
 
 
 def release(claim: Claim, reason: str) -> bool:
