@@ -6,17 +6,16 @@ by sleeps in the code under test.
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
+import client as client_commands
 import settings as settings_module
 from app import create_app
 from models import Invocation, Job, JobStatus
@@ -34,15 +33,6 @@ FAST_SETTINGS = {
 }
 
 
-def zip_folder(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                archive.write(path, path.relative_to(folder))
-    return buffer.getvalue()
-
-
 class Queue:
     """The gateway in-process and the workers as subprocesses, on one database."""
 
@@ -56,7 +46,7 @@ class Queue:
     def deploy(self, name: str) -> None:
         response = self.client.put(
             f"/functions/{name}",
-            data=zip_folder(EXAMPLES / name),
+            data=client_commands.pack(EXAMPLES / name),
             content_type="application/zip",
             headers=AUTH,
         )
