@@ -4,9 +4,9 @@ The gateway enqueues, requeues and cancels; workers claim, succeed, fail,
 stop, release and reap. Nothing else writes ``Job.status``. Each verb is one
 short transaction, and each logs one line for the state change it makes.
 
-A worker's write is guarded by the claim it holds (status, worker id and
-attempt number): a worker that lost its lease cannot overwrite the outcome of
-the worker that took the job over.
+A worker's write is guarded by the token of the claim it holds: a worker
+that lost its lease cannot overwrite the outcome of the worker that took the
+job over.
 """
 
 from __future__ import annotations
@@ -215,7 +215,12 @@ def _pick_ready(now: datetime, slots: int) -> list[str]:
         (running.concurrency_key == Job.concurrency_key) & (running.status == RUNNING)
     )
     candidates = (
-        Job.select(Job.id, Job.concurrency_key, Job.concurrency_limit)
+        Job.select(
+            Job.id,
+            Job.concurrency_key,
+            Job.concurrency_limit,
+            running_with_key.alias("running_now"),
+        )
         .where(
             (Job.status == PENDING)
             & (Job.run_at <= now)
@@ -228,30 +233,19 @@ def _pick_ready(now: datetime, slots: int) -> list[str]:
         .limit(slots * CANDIDATES_PER_SLOT)
     )
 
-    chosen, in_use = [], _running_per_key(candidates)
+    # Several candidates may share a key: count the ones taken here too.
+    chosen, in_use = [], {}
     for job in candidates:
         key = job.concurrency_key
         if key is not None:
-            if in_use.get(key, 0) >= job.concurrency_limit:
+            taken = in_use.setdefault(key, job.running_now)
+            if taken >= job.concurrency_limit:
                 continue
-            in_use[key] = in_use.get(key, 0) + 1
+            in_use[key] = taken + 1
         chosen.append(job.id)
         if len(chosen) == slots:
             break
     return chosen
-
-
-def _running_per_key(candidates: pw.Select) -> dict[str, int]:
-    keys = {job.concurrency_key for job in candidates if job.concurrency_key}
-    if not keys:
-        return {}
-    rows = (
-        Job.select(Job.concurrency_key, pw.fn.COUNT(Job.id))
-        .where(Job.concurrency_key.in_(list(keys)) & (Job.status == RUNNING))
-        .group_by(Job.concurrency_key)
-        .tuples()
-    )
-    return dict(rows)
 
 
 def succeed(claim: Claim, outcome, version: int | None) -> bool:
@@ -501,29 +495,20 @@ def purge(retention_days: float, batch: int = 500) -> int:
     """
     cutoff = utcnow() - timedelta(days=retention_days)
     finished = [s.value for s in models.TERMINAL]
-    old_jobs = Job.select(Job.id).where(
-        Job.status.in_(finished) & (Job.finished_at < cutoff)
-    )
+    is_old = Job.status.in_(finished) & (Job.finished_at < cutoff)
+    old_jobs = Job.select(Job.id).where(is_old)
     old_calls = Invocation.select(Invocation.id).where(
         Invocation.job.is_null() & (Invocation.started_at < cutoff)
     )
 
     deleted = calls = 0
     # The read outside the write transaction spares an idle queue the lock;
-    # inside it, each batch is checked again as it is deleted.
+    # the delete checks each batch again inside it.
     while old_jobs.exists():
         with models.write_transaction():
-            ids = [job.id for job in old_jobs.limit(batch)]
-            # Deleted only if still finished and old, and a job's
-            # invocations with it.
-            gone = old_jobs.where(Job.id.in_(ids))
-            Invocation.delete().where(Invocation.job.in_(gone)).execute()
-            deleted += (
-                Job.delete()
-                .where(Job.id.in_(ids) & Job.status.in_(finished))
-                .where(Job.finished_at < cutoff)
-                .execute()
-            )
+            # Their invocations go with them (ON DELETE CASCADE).
+            gone = old_jobs.limit(batch)
+            deleted += Job.delete().where(Job.id.in_(gone)).execute()
     # Synchronous calls leave invocations of their own, kept just as long.
     while ids := [row.id for row in old_calls.limit(batch)]:
         calls += Invocation.delete().where(Invocation.id.in_(ids)).execute()

@@ -21,6 +21,7 @@ from schemas.jobs import (
 bp = Blueprint("jobs", __name__)
 
 job_schema = JobSchema()
+jobs_schema = JobSchema(many=True)
 invocation_schema = InvocationSchema(many=True)
 
 # How often a ``?wait=`` poll looks at the job again.
@@ -85,7 +86,7 @@ def list_jobs():
     page = page[:limit]
     return jsonify(
         {
-            "jobs": JobSchema(many=True).dump(page),
+            "jobs": jobs_schema.dump(page),
             "nextCursor": page[-1].id if more else None,
         }
     )

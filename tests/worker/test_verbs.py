@@ -193,3 +193,14 @@ def test_a_cancel_asked_for_wins_over_a_release_or_a_redelivery(db):
 
     assert Job.get_by_id(released.id).status == "CANCELLED"
     assert Job.get_by_id(reaped.id).status == "CANCELLED"
+
+
+def test_purging_a_job_deletes_its_invocations(db):
+    job, _ = jobs.enqueue("fn")
+    (claim,) = jobs.claim("w", 1, visibility_timeout_s=60)
+    jobs.succeed(claim, outcome("SUCCEEDED", None), 1)
+    Job.update(finished_at=utcnow() - timedelta(days=8)).execute()
+
+    assert jobs.purge(retention_days=7) == 1
+
+    assert Invocation.select().where(Invocation.job == job.id).count() == 0
