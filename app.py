@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 from typing import Any
 
 import peewee as pw
@@ -33,6 +34,8 @@ from settings import Settings
 logger = logging.getLogger(__name__)
 
 PUBLIC_ENDPOINTS = frozenset({"health.healthz"})
+
+KEY_BYTES = 32
 
 # Werkzeug's own HTTP errors, spoken in the envelope's vocabulary.
 HTTP_ERRORS = {
@@ -71,6 +74,11 @@ def create_app(config: Settings | None = None) -> Flask:
 def current_settings() -> Settings:
     """The settings of the app serving this request."""
     return current_app.config["ERRAND"]
+
+
+def new_api_key() -> str:
+    """A fresh API key: 256 random bits, with a prefix that says what it is."""
+    return "errand_" + secrets.token_urlsafe(KEY_BYTES)
 
 
 def hash_key(key: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import sys
 
 import click
@@ -16,7 +15,7 @@ import peewee as pw
 
 import models
 import settings as settings_module
-from app import hash_key
+from app import hash_key, new_api_key
 from errors import ConfigError
 from models import iso_utc
 from settings import redacted_url
@@ -41,8 +40,6 @@ Settings (environment variables):
   ERRAND_URL                 gateway used by client commands
                              (default http://127.0.0.1:8000)
 """
-
-KEY_BYTES = 32
 
 
 def load_settings() -> settings_module.Settings:
@@ -102,7 +99,7 @@ def keys() -> None:
 def keys_create(name: str) -> None:
     """Make a key called NAME and print it; only its hash is stored."""
     config = open_database()
-    key = "errand_" + secrets.token_urlsafe(KEY_BYTES)
+    key = new_api_key()
     try:
         models.ApiKey.create(name=name, key_hash=hash_key(key))
     except pw.IntegrityError:

@@ -10,9 +10,10 @@ import io
 import os
 import stat
 import sys
+import time
 import tomllib
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,25 @@ TIMEOUT_S = 300
 # Every member gets this date, so that packing an unchanged folder again
 # gives the same bytes, which the gateway recognises as nothing new.
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def wait_until_healthy(
+    url: str, alive: Callable[[], bool], timeout_s: float, step_s: float = 0.1
+) -> bool:
+    """Whether the gateway at ``url`` answers its health check in time.
+
+    Gives up early, with ``False``, once ``alive()`` says the processes
+    that should serve it have stopped.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive():
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).ok:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(step_s)
+    return False
 
 
 def pack(folder: Path) -> bytes:

@@ -10,17 +10,15 @@ and prints how to call them. Ctrl-C stops everything it started.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import requests
-
 import settings
+from app import new_api_key
+from client import wait_until_healthy
 from errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +125,7 @@ def _api_key(data_dir: Path) -> tuple[str, Path | None]:
     if path.exists():
         return path.read_text().strip(), path
 
-    key = "errand_" + secrets.token_urlsafe(32)
+    key = new_api_key()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as file:
         file.write(key + "\n")
@@ -136,16 +134,10 @@ def _api_key(data_dir: Path) -> tuple[str, Path | None]:
 
 
 def _wait_until_healthy(url: str, honcho: subprocess.Popen) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if honcho.poll() is not None:
-            raise _StartFailed("the gateway or the worker stopped while starting")
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
+    if wait_until_healthy(url, lambda: honcho.poll() is None, START_TIMEOUT_S):
+        return
+    if honcho.poll() is not None:
+        raise _StartFailed("the gateway or the worker stopped while starting")
     raise _StartFailed(
         f"the gateway did not answer at {url} within {START_TIMEOUT_S:.0f} s"
     )

@@ -18,6 +18,8 @@ from typing import Any
 
 import requests
 
+from client import wait_until_healthy
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 API_KEY = "e2e-key"
@@ -199,18 +201,14 @@ class Stack:
             )
 
     def _wait_until_healthy(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            stopped = [n for n, p in self.processes.items() if p.poll() is not None]
-            if stopped:
-                raise StackError(f"{', '.join(stopped)} stopped:\n{self.logs()}")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
+        if wait_until_healthy(self.url, lambda: not self._stopped(), START_TIMEOUT_S):
+            return
+        if stopped := self._stopped():
+            raise StackError(f"{', '.join(stopped)} stopped:\n{self.logs()}")
         raise StackError(f"no answer at {self.url}/healthz:\n{self.logs()}")
+
+    def _stopped(self) -> list[str]:
+        return [name for name, p in self.processes.items() if p.poll() is not None]
 
 
 def _free_port() -> int:
