@@ -87,6 +87,8 @@ def prepare(
 
 
 def _layer_dirs(function_id: str, names: list[str], settings: Settings) -> list[Path]:
+    if not names:
+        return []
     layers = {
         layer.name: layer
         for layer in Layer.select(Layer.name, Layer.sha256).where(Layer.name.in_(names))
@@ -102,6 +104,8 @@ def _layer_dirs(function_id: str, names: list[str], settings: Settings) -> list[
 
 def _secrets(function_id: str, names: list[str], settings: Settings) -> dict[str, str]:
     """The secrets ``names``, decrypted: exactly these, no others."""
+    if not names:
+        return {}
     stored = {row.name: row for row in Secret.select().where(Secret.name.in_(names))}
     gone = [name for name in names if name not in stored]
     if gone:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from errors import ConfigError, ErrandError
+from errors import ConfigError, Conflict
 from settings import Settings
 
 KEY_FILE = "secret.key"
@@ -31,7 +31,7 @@ def decrypt(name: str, ciphertext: bytes, settings: Settings) -> str:
     try:
         return _fernet(settings).decrypt(bytes(ciphertext)).decode()
     except InvalidToken:
-        raise ErrandError(
+        raise Conflict(
             f"secret {name!r} cannot be decrypted: it was stored under another "
             "secret key; set it again"
         ) from None
