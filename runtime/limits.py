@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-MiB = 1024 * 1024
+from settings import MiB
 
 # Enough descriptors for a handler that talks to a few services, few enough
 # that a leak in a loop fails fast instead of starving the worker's host.
